@@ -1,0 +1,76 @@
+"""``flask --app newsletter releases ...``: sample data (and, later, feed import)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import click
+from flask import Flask
+from sqlalchemy import func, select
+
+from ..extensions import db
+from ..models import Release, utcnow
+
+SAMPLE_RELEASES = [
+    (
+        "fr",
+        "Bruxelles",
+        "Lancement du nouveau portail de ressources vidéo",
+        "Les journalistes accèdent désormais à nos vidéos en haute définition.",
+        "<p>Les journalistes accèdent désormais à nos vidéos en "
+        "<strong>haute définition</strong>.</p>",
+    ),
+    (
+        "fr",
+        "Liège",
+        "Conférence de presse sur le budget annuel",
+        "Présentation des grandes lignes du budget aux représentants des médias.",
+        "<p>Présentation des grandes lignes du budget.</p>",
+    ),
+    (
+        "en",
+        "Brussels",
+        "New video resource portal launched",
+        "Journalists can now download our videos in high definition.",
+        "<p>Journalists can now download our videos in <strong>high definition</strong>.</p>",
+    ),
+    (
+        "en",
+        "Ghent",
+        "Press conference on the annual budget",
+        "The main lines of the budget presented to the media.",
+        "<p>The main lines of the budget presented to the media.</p>",
+    ),
+]
+
+
+@click.group("releases")
+def releases_group() -> None:
+    """News releases."""
+
+
+@releases_group.command("seed-samples")
+def seed_samples() -> None:
+    """Load a few sample releases when there are none (used by ``make run``)."""
+    if db.session.scalar(select(func.count(Release.id))):
+        click.echo("releases already present; nothing loaded")
+        return
+    now = utcnow()
+    for index, (language, dateline, title, summary, body) in enumerate(SAMPLE_RELEASES):
+        db.session.add(
+            Release(
+                language=language,
+                dateline=dateline,
+                title=title,
+                summary=summary,
+                body_html=body,
+                url=None,
+                published_at=now - timedelta(hours=index + 1),
+            )
+        )
+    db.session.commit()
+    click.echo(f"loaded {len(SAMPLE_RELEASES)} sample releases")
+
+
+def register(app: Flask) -> None:
+    app.cli.add_command(releases_group)

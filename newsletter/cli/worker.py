@@ -1,0 +1,24 @@
+"""``flask --app newsletter worker``: scheduler + sender."""
+
+from __future__ import annotations
+
+import click
+from flask import Flask, current_app
+
+from ..scheduling.worker import Worker
+
+
+@click.command("worker")
+@click.option("--until-idle", is_flag=True, help="Run due jobs, deliver what is pending, exit.")
+@click.option("--poll-interval", default=1.0, show_default=True, help="Seconds between polls.")
+@click.option("--name", default=None, help="Worker name shown in logs (default host:pid).")
+def worker_command(until_idle: bool, poll_interval: float, name: str | None) -> None:
+    """Deliver queued mail and run scheduled digests until stopped."""
+    worker = Worker(current_app._get_current_object(), name=name, poll_interval=poll_interval)
+    summary = worker.run(until_idle=until_idle)
+    if until_idle:
+        click.echo(summary.describe())
+
+
+def register(app: Flask) -> None:
+    app.cli.add_command(worker_command)

@@ -1,0 +1,134 @@
+"""Settings, read once from the ``NEWSLETTER_*`` environment.
+
+One place per fact: salts, expiries, limits and policies live here with the reason for their
+value. This module imports nothing of ours.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+EMAIL_TEMPLATES_DIR = PROJECT_ROOT / "templates" / "emails"
+TRANSLATIONS_DIR = Path(__file__).resolve().parent / "translations"
+LANGUAGES = ("fr", "en")  # French first: the site's primary language
+DEFAULT_LANGUAGE = "fr"
+
+
+@dataclass(frozen=True)
+class TokenPurpose:
+    """A signed-token purpose: its own salt so a token for one job never passes for another."""
+
+    salt: str
+    max_age: timedelta
+
+
+# Each purpose has its own salt; max_age is always enforced when verifying.
+CONFIRM_SUBSCRIPTION = TokenPurpose("newsletter.subscription.confirm", timedelta(days=7))
+# Unsubscribe links live in archived mail for a long time; RFC 8058 wants them to keep working.
+UNSUBSCRIBE = TokenPurpose("newsletter.subscription.unsubscribe", timedelta(days=730))
+MANAGE_PREFERENCES = TokenPurpose("newsletter.subscription.preferences", timedelta(days=730))
+VERIFY_EMAIL = TokenPurpose("newsletter.account.verify-email", timedelta(hours=24))
+RESET_PASSWORD = TokenPurpose("newsletter.account.reset-password", timedelta(minutes=10))
+CHANGE_EMAIL = TokenPurpose("newsletter.account.change-email", timedelta(hours=24))
+
+# Subscription bombing: at most this many confirmation emails to one address per day.
+CONFIRMATIONS_PER_ADDRESS_PER_DAY = 3
+# RFC 5321 caps a path at 256 octets; an address longer than 254 can never be delivered.
+MAX_EMAIL_LENGTH = 254
+MAX_NAME_LENGTH = 200
+MAX_PAGE_URL_LENGTH = 2000
+# Forms and JSON bodies are small; anything bigger is hostile (a 1 MB body gets 413).
+MAX_CONTENT_LENGTH = 256 * 1024
+
+# Outbox delivery: temporary failures back off 1, 2, 4 ... minutes, capped; after this many
+# attempts the message is recorded as failed so a dead address cannot clog the queue forever.
+OUTBOX_MAX_ATTEMPTS = 8
+OUTBOX_BACKOFF_BASE = timedelta(seconds=60)
+OUTBOX_BACKOFF_CAP = timedelta(hours=2)
+# A worker that claimed a message and died releases it after this long.
+CLAIM_LEASE = timedelta(minutes=5)
+# A subscriber is marked bounced after this many hard bounces (5xx answers) in a row.
+HARD_BOUNCES_BEFORE_BOUNCED = 3
+
+
+def _bool(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _list(value: str | None) -> list[str]:
+    return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
+def _development_secret_key(instance_path: Path) -> str:
+    """A key generated once into ``instance/`` so development sessions survive restarts."""
+    key_file = instance_path / "secret_key"
+    if key_file.exists():
+        return key_file.read_text().strip()
+    instance_path.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    key_file.write_text(key)
+    key_file.chmod(0o600)
+    return key
+
+
+def load_settings(instance_path: Path, environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """Flask config keys built from the environment (``os.environ`` unless given)."""
+    env = dict(os.environ if environ is None else environ)
+    development = env.get("NEWSLETTER_ENV", env.get("FLASK_ENV", "development")) != "production"
+    secret_key = env.get("NEWSLETTER_SECRET_KEY")
+    if not secret_key:
+        if not development:
+            raise RuntimeError("NEWSLETTER_SECRET_KEY is required outside development")
+        secret_key = _development_secret_key(instance_path)
+    database_url = env.get("NEWSLETTER_DATABASE_URL") or f"sqlite:///{instance_path}/newsletter.db"
+    mail_url = env.get("NEWSLETTER_MAIL_URL") or f"file://{instance_path}/mail"
+    public_url = (env.get("NEWSLETTER_PUBLIC_URL") or "http://127.0.0.1:5000").rstrip("/")
+    ratelimit_enabled = _bool(env.get("NEWSLETTER_RATELIMIT_ENABLED"), True)
+    return {
+        "SECRET_KEY": secret_key,
+        "SECRET_KEY_FALLBACKS": _list(env.get("NEWSLETTER_SECRET_KEY_FALLBACKS")),
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "MAIL_URL": mail_url,
+        "MAIL_FROM": env.get("NEWSLETTER_MAIL_FROM") or "Newsletter <newsletter@localhost>",
+        "PUBLIC_URL": public_url,
+        "ALLOWED_ORIGINS": _list(env.get("NEWSLETTER_ALLOWED_ORIGINS")),
+        "RATELIMIT_STORAGE_URI": env.get("NEWSLETTER_RATELIMIT_STORAGE_URI") or "memory://",
+        "RATELIMIT_ENABLED": ratelimit_enabled,
+        "RATELIMIT_HEADERS_ENABLED": True,
+        # Per-IP limit on subscribe posts; per-address caps on emails are separate and always on.
+        "SUBSCRIBE_RATE_LIMIT": env.get("NEWSLETTER_SUBSCRIBE_RATE_LIMIT") or "10/minute;100/hour",
+        "LOGIN_RATE_LIMIT": env.get("NEWSLETTER_LOGIN_RATE_LIMIT") or "10/minute;50/hour",
+        "SEND_WELCOME_EMAIL": _bool(env.get("NEWSLETTER_SEND_WELCOME_EMAIL"), True),
+        "PASSWORD_POLICY": env.get("NEWSLETTER_PASSWORD_POLICY") or "site",
+        "LIST_ID": env.get("NEWSLETTER_LIST_ID") or "newsletter.localhost",
+        # Concurrency and pacing of the sender: SMTP connections kept open, messages/s cap.
+        "SEND_CONNECTIONS": int(env.get("NEWSLETTER_SEND_CONNECTIONS") or 4),
+        "SEND_MAX_RATE": float(env.get("NEWSLETTER_SEND_MAX_RATE") or 0),  # 0 = unlimited
+        "SEND_BATCH_SIZE": int(env.get("NEWSLETTER_SEND_BATCH_SIZE") or 200),
+        # First digest of a language takes releases of this many days back.
+        "DIGEST_FIRST_WINDOW_DAYS": int(env.get("NEWSLETTER_DIGEST_FIRST_WINDOW_DAYS") or 7),
+        # A digest missed while no worker ran is still sent within this grace period.
+        "DIGEST_MISFIRE_GRACE_SECONDS": int(
+            env.get("NEWSLETTER_DIGEST_MISFIRE_GRACE_SECONDS") or 3600
+        ),
+        "FEED_POLL_URL": env.get("NEWSLETTER_FEED_POLL_URL") or "",
+        "FEED_POLL_MINUTES": int(env.get("NEWSLETTER_FEED_POLL_MINUTES") or 30),
+        "MAX_CONTENT_LENGTH": MAX_CONTENT_LENGTH,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": public_url.startswith("https://"),
+        "REMEMBER_COOKIE_SECURE": public_url.startswith("https://"),
+        "WTF_CSRF_TIME_LIMIT": None,  # the session bounds the token's life
+        "BABEL_DEFAULT_LOCALE": DEFAULT_LANGUAGE,
+        "BABEL_TRANSLATION_DIRECTORIES": str(TRANSLATIONS_DIR),
+        "DEVELOPMENT": development,
+    }

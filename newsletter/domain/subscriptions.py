@@ -1,0 +1,261 @@
+"""Newsletter subscriptions: double opt-in, consent record, unsubscribe.
+
+The same outcome is visible to the visitor whatever the address's state (no enumeration);
+the caller learns privately whether a confirmation email is due.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from ..config import (
+    CONFIRM_SUBSCRIPTION,
+    CONFIRMATIONS_PER_ADDRESS_PER_DAY,
+    LANGUAGES,
+    MANAGE_PREFERENCES,
+    MAX_NAME_LENGTH,
+    MAX_PAGE_URL_LENGTH,
+    UNSUBSCRIBE,
+)
+from ..extensions import db
+from ..models import OutboxMessage, Subscriber, SubscriberStatus, utcnow
+from .addresses import Address
+from .tokens import TokenSigner
+
+CONFIRMATION_KIND = "subscription_confirm"
+
+
+class InvalidField(ValueError):
+    """A field that cannot be stored, with the field's name."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Consent:
+    """Where and how a visitor asked to subscribe."""
+
+    ip: str | None = None
+    page: str | None = None
+    user_agent: str | None = None
+    source: str = "form"
+
+
+@dataclass(frozen=True)
+class SubscribeOutcome:
+    subscriber: Subscriber
+    # True when a confirmation email should go out now (pending and under the daily cap).
+    send_confirmation: bool
+
+
+def clean_text(value: object, field: str, max_length: int) -> str | None:
+    """A short single-line text field: stripped, bounded, no control characters."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidField(field, "Must be text.")
+    value = value.strip()
+    if not value:
+        return None
+    if len(value) > max_length:
+        raise InvalidField(field, f"At most {max_length} characters.")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise InvalidField(field, "Line breaks and control characters are not allowed.")
+    return value
+
+
+def clean_language(value: object, default: str) -> str:
+    if value is None or value == "":
+        return default
+    if not isinstance(value, str) or value.strip().lower() not in LANGUAGES:
+        raise InvalidField("language", "Choose one of: " + ", ".join(LANGUAGES) + ".")
+    return value.strip().lower()
+
+
+def find_subscriber(address: Address) -> Subscriber | None:
+    return db.session.scalar(select(Subscriber).where(Subscriber.email_key == address.key))
+
+
+def confirmations_sent_today(address: Address) -> int:
+    since = utcnow() - timedelta(days=1)
+    return (
+        db.session.scalar(
+            select(func.count(OutboxMessage.id)).where(
+                OutboxMessage.recipient_key == address.key,
+                OutboxMessage.kind == CONFIRMATION_KIND,
+                OutboxMessage.created_at >= since,
+            )
+        )
+        or 0
+    )
+
+
+def subscribe(
+    address: Address,
+    *,
+    language: str,
+    name: str | None,
+    consent: Consent,
+) -> SubscribeOutcome:
+    """Record a subscription request; a confirmed address stays confirmed and hears nothing."""
+    name = clean_text(name, "name", MAX_NAME_LENGTH)
+    page = consent.page[:MAX_PAGE_URL_LENGTH] if consent.page else None
+    subscriber = find_subscriber(address)
+    if subscriber is None:
+        subscriber = Subscriber(
+            email=address.email,
+            email_key=address.key,
+            name=name,
+            language=language,
+            status=SubscriberStatus.PENDING,
+            hard_bounces=0,
+        )
+        db.session.add(subscriber)
+    elif subscriber.status == SubscriberStatus.CONFIRMED:
+        return SubscribeOutcome(subscriber, send_confirmation=False)
+    else:
+        # Pending, unsubscribed or bounced: a fresh request restarts the double opt-in.
+        if subscriber.status != SubscriberStatus.PENDING:
+            subscriber.status = SubscriberStatus.PENDING
+            subscriber.confirmed_at = None
+        subscriber.language = language
+        if name:
+            subscriber.name = name
+    subscriber.consent_at = utcnow()
+    subscriber.consent_ip = consent.ip
+    subscriber.consent_page = page
+    subscriber.consent_user_agent = (consent.user_agent or "")[:400] or None
+    subscriber.consent_source = consent.source
+    db.session.flush()
+    under_cap = confirmations_sent_today(address) < CONFIRMATIONS_PER_ADDRESS_PER_DAY
+    return SubscribeOutcome(subscriber, send_confirmation=under_cap)
+
+
+def confirmation_token(signer: TokenSigner, subscriber: Subscriber) -> str:
+    # The fingerprint ties the token to the address: it dies if the address changes.
+    return signer.sign(
+        CONFIRM_SUBSCRIPTION,
+        {"s": subscriber.id, "f": signer.fingerprint("confirm", subscriber.email_key)},
+    )
+
+
+def unsubscribe_token(signer: TokenSigner, subscriber_id: int, email_key: str) -> str:
+    return signer.sign(
+        UNSUBSCRIBE, {"s": subscriber_id, "f": signer.fingerprint("unsubscribe", email_key)}
+    )
+
+
+def preferences_token(signer: TokenSigner, subscriber: Subscriber) -> str:
+    return signer.sign(
+        MANAGE_PREFERENCES,
+        {"s": subscriber.id, "f": signer.fingerprint("preferences", subscriber.email_key)},
+    )
+
+
+class LinkState(enum.StrEnum):
+    OK = "ok"
+    ALREADY_DONE = "already_done"
+    EXPIRED = "expired"
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True)
+class LinkOutcome:
+    state: LinkState
+    subscriber: Subscriber | None = None
+
+
+def _subscriber_from_token(
+    signer: TokenSigner, purpose_name: str, data: object
+) -> Subscriber | None:
+    if not isinstance(data, dict):
+        return None
+    subscriber_id, fingerprint = data.get("s"), data.get("f")
+    if not isinstance(subscriber_id, int) or not isinstance(fingerprint, str):
+        return None
+    subscriber = db.session.get(Subscriber, subscriber_id)
+    if subscriber is None:
+        return None
+    if not signer.fingerprint_matches(fingerprint, purpose_name, subscriber.email_key):
+        return None
+    return subscriber
+
+
+def confirm_subscription(signer: TokenSigner, token: str, *, ip: str | None) -> LinkOutcome:
+    """Confirm from an emailed link; confirming twice is harmless."""
+    result = signer.verify(CONFIRM_SUBSCRIPTION, token)
+    if result.invalid:
+        return LinkOutcome(LinkState.INVALID)
+    subscriber = _subscriber_from_token(signer, "confirm", result.data)
+    if subscriber is None:
+        return LinkOutcome(LinkState.INVALID)
+    if subscriber.status == SubscriberStatus.CONFIRMED:
+        return LinkOutcome(LinkState.ALREADY_DONE, subscriber)
+    if result.expired:
+        return LinkOutcome(LinkState.EXPIRED, subscriber)
+    if subscriber.status != SubscriberStatus.PENDING:
+        # Left (or bounced) since this link was sent: an old link must not re-subscribe them.
+        return LinkOutcome(LinkState.INVALID, subscriber)
+    subscriber.status = SubscriberStatus.CONFIRMED
+    subscriber.confirmed_at = utcnow()
+    subscriber.confirmed_ip = ip
+    subscriber.unsubscribed_at = None
+    subscriber.unsubscribe_method = None
+    subscriber.hard_bounces = 0
+    return LinkOutcome(LinkState.OK, subscriber)
+
+
+def subscriber_for_expired_confirmation(signer: TokenSigner, token: str) -> Subscriber | None:
+    """The still-pending subscriber behind a genuine but expired link, to send a new one."""
+    result = signer.verify(CONFIRM_SUBSCRIPTION, token)
+    if result.invalid:
+        return None
+    subscriber = _subscriber_from_token(signer, "confirm", result.data)
+    if subscriber is None or subscriber.status != SubscriberStatus.PENDING:
+        return None
+    return subscriber
+
+
+def subscriber_from_unsubscribe_token(signer: TokenSigner, token: str) -> LinkOutcome:
+    """Unsubscribe links keep working for years; an expired one still names its subscriber."""
+    result = signer.verify(UNSUBSCRIBE, token)
+    if result.invalid:
+        return LinkOutcome(LinkState.INVALID)
+    subscriber = _subscriber_from_token(signer, "unsubscribe", result.data)
+    if subscriber is None:
+        return LinkOutcome(LinkState.INVALID)
+    if subscriber.status == SubscriberStatus.UNSUBSCRIBED:
+        return LinkOutcome(LinkState.ALREADY_DONE, subscriber)
+    return LinkOutcome(LinkState.OK, subscriber)
+
+
+def subscriber_from_preferences_token(signer: TokenSigner, token: str) -> LinkOutcome:
+    result = signer.verify(MANAGE_PREFERENCES, token)
+    if result.invalid:
+        return LinkOutcome(LinkState.INVALID)
+    subscriber = _subscriber_from_token(signer, "preferences", result.data)
+    if subscriber is None:
+        return LinkOutcome(LinkState.INVALID)
+    if result.expired:
+        return LinkOutcome(LinkState.EXPIRED, subscriber)
+    return LinkOutcome(LinkState.OK, subscriber)
+
+
+def unsubscribe(subscriber: Subscriber, *, method: str) -> bool:
+    """Withdraw consent; returns False when the subscriber had already left."""
+    if subscriber.status == SubscriberStatus.UNSUBSCRIBED:
+        return False
+    subscriber.status = SubscriberStatus.UNSUBSCRIBED
+    subscriber.unsubscribed_at = utcnow()
+    subscriber.unsubscribe_method = method
+    return True
+
+
+def change_language(subscriber: Subscriber, language: str) -> None:
+    subscriber.language = clean_language(language, subscriber.language)

@@ -1,0 +1,327 @@
+"""Tables. Times are naive UTC everywhere (SQLite keeps no zone); ``utcnow()`` makes them.
+
+Models never commit: the edge (a view, a job, a command) owns the transaction.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .extensions import db
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets BIGINT for the big tables.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    """Current time as naive UTC, the form every timestamp column holds."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class SubscriberStatus(enum.StrEnum):
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+
+
+class Subscriber(db.Model):
+    """A newsletter address and the consent record a regulator asks for."""
+
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # As typed (normalised by email-validator): what we write to.
+    email: Mapped[str] = mapped_column(String(320))
+    # Case-folded form: one row per address whatever its case.
+    email_key: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    language: Mapped[str] = mapped_column(String(8), default="fr")
+    status: Mapped[str] = mapped_column(String(16), default=SubscriberStatus.PENDING)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Consent: when, from where, and how it was confirmed or withdrawn.
+    consent_at: Mapped[datetime | None] = mapped_column(DateTime)
+    consent_ip: Mapped[str | None] = mapped_column(String(45))
+    consent_page: Mapped[str | None] = mapped_column(String(2000))
+    consent_user_agent: Mapped[str | None] = mapped_column(String(400))
+    consent_source: Mapped[str | None] = mapped_column(String(32))  # form, api, import, account
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    confirmed_ip: Mapped[str | None] = mapped_column(String(45))
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    unsubscribe_method: Mapped[str | None] = mapped_column(String(32))
+    bounced_at: Mapped[datetime | None] = mapped_column(DateTime)
+    hard_bounces: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (Index("ix_subscribers_status_language", "status", "language", "id"),)
+
+
+class OutboxStatus(enum.StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class OutboxMessage(db.Model):
+    """A fully rendered message waiting for the worker; written in the request's transaction."""
+
+    __tablename__ = "outbox_messages"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    recipient: Mapped[str] = mapped_column(String(320))
+    # Case-folded recipient, for per-address caps.
+    recipient_key: Mapped[str] = mapped_column(String(320))
+    message: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.QUEUED)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    __table_args__ = (
+        Index("ix_outbox_messages_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_outbox_messages_recipient_key_kind", "recipient_key", "kind", "created_at"),
+    )
+
+
+class User(db.Model):
+    """A site account (media professionals, and staff)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    email_key: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    language: Mapped[str] = mapped_column(String(8), default="fr")
+    is_staff: Mapped[bool] = mapped_column(Boolean, default=False)
+    email_verified_at: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Bumped when the password changes: sessions carrying an older value are ended.
+    session_version: Mapped[int] = mapped_column(Integer, default=1)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime)
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    # Flask-Login protocol, kept here so the web layer needs no wrapper.
+    @property
+    def is_active(self) -> bool:
+        return True
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def is_anonymous(self) -> bool:
+        return False
+
+    def get_id(self) -> str:
+        return f"{self.id}:{self.session_version}"
+
+
+class OneTimeCode(db.Model):
+    """A short emailed code (reset, email verification); only its keyed hash is stored."""
+
+    __tablename__ = "one_time_codes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(32))
+    code_hash: Mapped[str] = mapped_column(String(128))
+    # For an email change: the address being verified.
+    new_email: Mapped[str | None] = mapped_column(String(320))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Set when a newer code replaced this one, or it was spent or tried too often.
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    __table_args__ = (Index("ix_one_time_codes_user_purpose", "user_id", "purpose", "created_at"),)
+
+
+class ApiToken(db.Model):
+    """A staff API token; only its SHA-256 is stored, so a leaked table leaks no token."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    user: Mapped[User] = relationship()
+
+
+class Release(db.Model):
+    """An official news release."""
+
+    __tablename__ = "releases"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    title: Mapped[str] = mapped_column(String(300))
+    dateline: Mapped[str | None] = mapped_column(String(120))
+    summary: Mapped[str] = mapped_column(Text, default="")
+    body_html: Mapped[str] = mapped_column(Text, default="")  # sanitised with nh3 on the way in
+    url: Mapped[str | None] = mapped_column(String(2000))
+    image_url: Mapped[str | None] = mapped_column(String(2000))
+    video_url: Mapped[str | None] = mapped_column(String(2000))
+    language: Mapped[str] = mapped_column(String(8))
+    published_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    # Feed entry id (or link) so a re-import updates instead of duplicating.
+    source_guid: Mapped[str | None] = mapped_column(String(2000), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (Index("ix_releases_language_published_at", "language", "published_at"),)
+
+
+class ScheduleStatus(enum.StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
+
+
+class DigestSchedule(db.Model):
+    """A recurring digest: a cron expression in a named time zone."""
+
+    __tablename__ = "digest_schedules"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    language: Mapped[str] = mapped_column(String(8))
+    cron: Mapped[str] = mapped_column(String(120))  # "minute hour day month day_of_week"
+    timezone: Mapped[str] = mapped_column(String(64), default="Europe/Brussels")
+    subject: Mapped[str | None] = mapped_column(String(300))
+    status: Mapped[str] = mapped_column(String(16), default=ScheduleStatus.ACTIVE)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class DigestStatus(enum.StrEnum):
+    """The contract's statuses; pausing is a flag and cancelling a failure with a reason."""
+
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    SENT = "sent"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+digest_releases = Table(
+    "digest_releases",
+    db.Model.metadata,
+    Column("digest_id", ForeignKey("digests.id", ondelete="CASCADE"), primary_key=True),
+    Column("release_id", ForeignKey("releases.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class Digest(db.Model):
+    """One run of a digest: what was sent, to how many, and how it went."""
+
+    __tablename__ = "digests"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    schedule_id: Mapped[int | None] = mapped_column(
+        ForeignKey("digest_schedules.id", ondelete="SET NULL")
+    )
+    language: Mapped[str] = mapped_column(String(8))
+    subject: Mapped[str | None] = mapped_column(String(300))
+    status: Mapped[str] = mapped_column(String(16), default=DigestStatus.SCHEDULED)
+    send_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    failure_reason: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Set by the fan-out; sent and failed are recounted from deliveries as batches land.
+    recipients: Mapped[int] = mapped_column(Integer, default=0)
+    sent: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    # Rendered once per digest, personalised per recipient by substitution.
+    rendered_message: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+    releases: Mapped[list[Release]] = relationship(secondary=digest_releases)
+
+    __table_args__ = (
+        # One run per schedule and due time: a job firing twice cannot send twice.
+        UniqueConstraint("schedule_id", "send_at", name="uq_digests_schedule_id_send_at"),
+        Index("ix_digests_status_send_at", "status", "send_at"),
+        Index("ix_digests_language_status", "language", "status", "finished_at"),
+    )
+
+
+class DeliveryStatus(enum.StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class Delivery(db.Model):
+    """One digest to one subscriber; marked sent only once the SMTP server accepted it."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    digest_id: Mapped[int] = mapped_column(ForeignKey("digests.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.QUEUED)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    smtp_code: Mapped[int | None] = mapped_column(Integer)
+    smtp_response: Mapped[str | None] = mapped_column(String(500))
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    __table_args__ = (
+        UniqueConstraint("digest_id", "subscriber_id", name="uq_deliveries_digest_subscriber"),
+        Index("ix_deliveries_status_digest_id", "status", "digest_id"),
+    )
+
+
+class SchedulerLease(db.Model):
+    """Who runs the scheduler: a lease row renewed by the holder, taken over when it lapses."""
+
+    __tablename__ = "scheduler_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+# APScheduler's job store table, declared here so the schema comes only from migrations.
+apscheduler_jobs = Table(
+    "apscheduler_jobs",
+    db.Model.metadata,
+    Column("id", String(191), primary_key=True),
+    Column("next_run_time", Float(25), index=True),
+    Column("job_state", LargeBinary, nullable=False),
+)

@@ -1,0 +1,1 @@
+"""Scheduling: the worker process, APScheduler set-up and jobs. Calls delivery."""

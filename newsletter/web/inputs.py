@@ -1,0 +1,66 @@
+"""Reading request bodies: JSON or forms, strictly, with clear 4xx errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import request
+from werkzeug.exceptions import HTTPException
+
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+class InputError(HTTPException):
+    """A 4xx answer with a machine code, a message and per-field messages."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        fields: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(description=message)
+        self.code = status
+        self.error_code = code
+        self.fields = fields or {}
+
+
+def is_json_request() -> bool:
+    return request.mimetype == "application/json" or request.mimetype.endswith("+json")
+
+
+def wants_json() -> bool:
+    """JSON bodies and API paths get JSON answers; browsers get pages."""
+    if request.path.startswith("/api/") or is_json_request():
+        return True
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return (
+        best == "application/json"
+        and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
+    )
+
+
+def read_payload(*, allow_form: bool = True) -> dict[str, Any]:
+    """The request body as a dict of fields, from JSON or a form."""
+    if is_json_request():
+        data = request.get_json(silent=True)
+        if data is None:
+            raise InputError(400, "malformed_json", "The request body is not valid JSON.")
+        if not isinstance(data, dict):
+            raise InputError(400, "malformed_json", "The request body must be a JSON object.")
+        return data
+    if allow_form and request.mimetype in FORM_TYPES:
+        return request.form.to_dict()
+    accepted = "application/json" + (" or a form" if allow_form else "")
+    raise InputError(415, "unsupported_media_type", f"Send the body as {accepted}.")
+
+
+def text_field(payload: dict[str, Any], name: str) -> str | None:
+    """A field that must be text when present."""
+    value = payload.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InputError(422, "invalid", "Check the highlighted fields.", {name: "Must be text."})
+    return value

@@ -1,0 +1,173 @@
+"""Shared fixtures: a migrated database (SQLite, or PostgreSQL when
+``NEWSLETTER_TEST_DATABASE_URL`` is set), a real SMTP server on loopback, the app and clients.
+
+The schema comes from ``migrations/`` only; each run gets a fresh SQLite file or a fresh
+PostgreSQL schema, and each test starts from empty tables.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("NEWSLETTER_SECRET_KEY", "test-secret-key-" + "x" * 32)
+
+from newsletter import create_app  # noqa: E402
+from newsletter.extensions import db, limiter  # noqa: E402
+from tests.support.mailbox import Mailbox, SmtpSink  # noqa: E402
+
+TEST_SECRET_KEY = "test-secret-key-for-signing-0123456789abcdef"
+
+
+def _compile_translations() -> None:
+    subprocess.run(
+        [
+            str(Path(sys.executable).parent / "pybabel"),
+            "-q",
+            "compile",
+            "-d",
+            str(ROOT / "newsletter" / "translations"),
+        ],
+        check=True,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory):
+    """A fresh database for this run, migrated with ``flask db upgrade``."""
+    _compile_translations()
+    base = os.environ.get("NEWSLETTER_TEST_DATABASE_URL")
+    if not base:
+        path = tmp_path_factory.mktemp("db") / "newsletter.db"
+        url = f"sqlite:///{path}"
+        _migrate(url)
+        yield url
+        return
+    schema = f"nl_test_{secrets.token_hex(4)}"
+    admin = create_engine(base)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    parsed = make_url(base)
+    url = parsed.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+        hide_password=False
+    )
+    try:
+        _migrate(url)
+        yield url
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def _migrate(url: str) -> None:
+    env = {**os.environ, "NEWSLETTER_DATABASE_URL": url}
+    subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "newsletter", "db", "upgrade"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def is_postgres(database_url: str) -> bool:
+    return database_url.startswith("postgresql")
+
+
+@pytest.fixture(scope="session")
+def smtp_sink():
+    """A real SMTP server (aiosmtpd) on loopback that keeps what it receives."""
+    sink = SmtpSink(port=free_port())
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
+def mailbox(smtp_sink: SmtpSink) -> Mailbox:
+    smtp_sink.clear()
+    return smtp_sink.mailbox
+
+
+def make_config(database_url: str, smtp_port: int, **overrides) -> dict:
+    config = {
+        "TESTING": True,
+        "SECRET_KEY": TEST_SECRET_KEY,
+        "SECRET_KEY_FALLBACKS": [],
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "MAIL_URL": f"smtp://127.0.0.1:{smtp_port}?timeout=5",
+        "MAIL_FROM": "Newsroom <news@example.org>",
+        "PUBLIC_URL": "https://news.example.org",
+        "RATELIMIT_STORAGE_URI": "memory://",
+        "RATELIMIT_ENABLED": True,
+        "SEND_CONNECTIONS": 2,
+    }
+    config.update(overrides)
+    return config
+
+
+def clear_tables(database_url: str) -> None:
+    tables = [table.name for table in reversed(db.metadata.sorted_tables)]
+    if database_url.startswith("postgresql"):
+        db.session.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+    else:
+        for name in tables:
+            db.session.execute(text(f"DELETE FROM {name}"))
+    db.session.commit()
+
+
+@pytest.fixture
+def app_config(database_url: str, smtp_sink: SmtpSink) -> dict:
+    """Override keys here (by depending on it and mutating) before ``app`` is built."""
+    return make_config(database_url, smtp_sink.port)
+
+
+@pytest.fixture
+def app(app_config: dict, database_url: str):
+    application = create_app(app_config)
+    with application.app_context():
+        clear_tables(database_url)
+        limiter.reset()
+        db.session.remove()
+    yield application
+    with application.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def run_worker(app):
+    """Run ``worker --until-idle`` in-process; returns its summary."""
+    from newsletter.scheduling.worker import Worker
+
+    def run():
+        return Worker(app, name="test-worker").run(until_idle=True)
+
+    return run
