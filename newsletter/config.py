@@ -46,6 +46,17 @@ MAX_PAGE_URL_LENGTH = 2000
 # Forms and JSON bodies are small; anything bigger is hostile (a 1 MB body gets 413).
 MAX_CONTENT_LENGTH = 256 * 1024
 
+# Staff console: a page of subscribers, the dashboard's window, CSV import bounds. The import
+# renders one confirmation email per new pending row inside one request, so it stays bounded.
+CONSOLE_PAGE_SIZE = 50
+DASHBOARD_DAYS = 90
+CSV_IMPORT_MAX_BYTES = 1024 * 1024
+CSV_IMPORT_MAX_ROWS = 5000
+# The preview re-posts the file's text with the confirm button: room for it plus the form.
+CSV_IMPORT_MAX_REQUEST_BYTES = 2 * CSV_IMPORT_MAX_BYTES + 64 * 1024
+# Seconds between polls of a sending digest's progress (JavaScript) or page reloads (no JS).
+DIGEST_PROGRESS_POLL_SECONDS = 2
+
 # Outbox delivery: temporary failures back off 1, 2, 4 ... minutes, capped; after this many
 # attempts the message is recorded as failed so a dead address cannot clog the queue forever.
 OUTBOX_MAX_ATTEMPTS = 8
