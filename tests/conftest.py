@@ -153,6 +153,23 @@ def app(app_config: dict, database_url: str):
 
 
 @pytest.fixture
+def make_app(app, app_config: dict):
+    """Build another app with config overrides (sharing ``app``'s database); disposed after."""
+    built = []
+
+    def build(**overrides):
+        application = create_app({**app_config, **overrides})
+        built.append(application)
+        return application
+
+    yield build
+    for application in built:
+        with application.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+@pytest.fixture
 def client(app):
     return app.test_client()
 

@@ -73,9 +73,9 @@ def clean_text(value: object, field: str, max_length: int) -> str | None:
 def clean_language(value: object, default: str) -> str:
     if value is None or value == "":
         return default
-    if not isinstance(value, str) or value.strip().lower() not in LANGUAGES:
+    if not isinstance(value, str) or value.lower() not in LANGUAGES:
         raise InvalidField("language", "Choose one of: " + ", ".join(LANGUAGES) + ".")
-    return value.strip().lower()
+    return value.lower()
 
 
 def find_subscriber(address: Address) -> Subscriber | None:

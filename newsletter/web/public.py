@@ -182,6 +182,7 @@ def preferences(token: str):
                 change_language(subscriber, payload.get("language"))
             except InvalidField as exc:
                 raise InputError(422, "invalid", str(exc), {exc.field: str(exc)}) from None
+            use_language_of(subscriber.language)
             message = _("Your preferences are saved.")
         db.session.commit()
     return render_template(
