@@ -67,6 +67,24 @@ CLAIM_LEASE = timedelta(minutes=5)
 # A subscriber is marked bounced after this many hard bounces (5xx answers) in a row.
 HARD_BOUNCES_BEFORE_BOUNCED = 3
 
+# Releases and digests (issue 5).
+# API listings: a client may ask for up to this many rows per page, never more.
+MAX_PAGE_SIZE = 200
+# A release body is an article, not a book; the request body cap (256 KB) bounds it anyway.
+RELEASE_MAX_BODY_LENGTH = 100_000
+RELEASE_MAX_SUMMARY_LENGTH = 2000
+# Feed import: a slow or huge feed must not hang a command or the poll job.
+FEED_FETCH_TIMEOUT_SECONDS = 20
+FEED_MAX_BYTES = 10 * 1024 * 1024
+# A digest holds at most this many releases (the newest); a longer email is not read.
+DIGEST_MAX_RELEASES = 30
+# A digest delivery failing temporarily is retried this many times in all, then recorded failed.
+DELIVERY_MAX_ATTEMPTS = 6
+# An unreachable SMTP server puts a claimed batch back for this long, without counting a try.
+DELIVERY_OUTAGE_PAUSE_SECONDS = 15
+# The scheduler lease row: one scheduler per database (APScheduler cannot share a job store).
+SCHEDULER_LEASE_NAME = "digest-scheduler"
+
 
 # Accounts (issue 3). "site" is the site's published rule; "nist" follows NIST SP 800-63B rev. 4
 # (length only, no composition rules). Both refuse common passwords and the address's local part.
@@ -166,6 +184,13 @@ def load_settings(instance_path: Path, environ: dict[str, str] | None = None) ->
         ),
         "FEED_POLL_URL": env.get("NEWSLETTER_FEED_POLL_URL") or "",
         "FEED_POLL_MINUTES": int(env.get("NEWSLETTER_FEED_POLL_MINUTES") or 30),
+        # Digest deliveries: first retry after this many seconds, doubling, capped at an hour.
+        "DELIVERY_RETRY_SECONDS": int(env.get("NEWSLETTER_DELIVERY_RETRY_SECONDS") or 60),
+        # A worker that claimed deliveries and died releases them after this long.
+        "DELIVERY_LEASE_SECONDS": int(env.get("NEWSLETTER_DELIVERY_LEASE_SECONDS") or 120),
+        # Who runs the scheduler: the holder renews its lease every third of this, and a worker
+        # that stops renewing (killed, frozen) is replaced after this long.
+        "SCHEDULER_LEASE_SECONDS": float(env.get("NEWSLETTER_SCHEDULER_LEASE_SECONDS") or 9),
         "MAX_CONTENT_LENGTH": MAX_CONTENT_LENGTH,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
