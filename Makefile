@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 export FLASK_APP := newsletter
 
 .PHONY: run test install translations browser bench bench-full clean
@@ -12,8 +13,12 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[test,bench]'
+	$(BIN)/pip install -q -e .
 	touch $(STAMP)
+
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e '.[test,bench]'
+	touch $(TEST_STAMP)
 
 install: $(STAMP) translations
 
@@ -27,7 +32,7 @@ run: install
 	$(BIN)/python -m newsletter.devserver
 
 ## Everything CI checks: lint, layering, migrations in step with models, the test suite
-test: install browser
+test: install $(TEST_STAMP) browser
 	$(BIN)/ruff check newsletter tests bench
 	$(BIN)/lint-imports
 	NEWSLETTER_DATABASE_URL=sqlite:///$(CURDIR)/.db-check.sqlite $(BIN)/flask db upgrade >/dev/null
@@ -41,10 +46,10 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
 	  || echo "chromium not installed: browser tests will skip"; }
 
-bench: install
+bench: install $(TEST_STAMP)
 	$(BIN)/python -m bench
 
-bench-full: install
+bench-full: install $(TEST_STAMP)
 	$(BIN)/python -m bench --full
 
 clean:
