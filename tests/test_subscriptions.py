@@ -380,12 +380,13 @@ def signed_long_ago(purpose, data, *, days: int) -> str:
 
 
 def pending_subscriber_token_data(app, email="late@example.org"):
+    from newsletter.config import CONFIRM_SUBSCRIPTION
     from newsletter.delivery.signing import app_signer
 
     with app.app_context():
         row = subscriber(email)
         signer = app_signer()
-        return {"s": row.id, "f": signer.fingerprint("confirm", row.email_key)}
+        return {"s": row.id, "f": signer.fingerprint(CONFIRM_SUBSCRIPTION.salt, row.email_key)}
 
 
 def test_reused_confirmation_link_is_harmless(app, client, mailbox, run_worker):
@@ -428,17 +429,14 @@ def test_tampered_confirmation_links_show_a_clear_page(app, client, mailbox, run
 
 
 def test_wrong_purpose_token_does_not_confirm(app, client):
-    from newsletter.config import UNSUBSCRIBE
     from newsletter.delivery.signing import app_signer
+    from newsletter.domain.subscriptions import unsubscribe_token
 
     subscribe_json(client, email="purpose@example.org")
     with app.app_context():
         row = subscriber("purpose@example.org")
-        signer = app_signer()
-        # Same payload shape, signed for another purpose.
-        token = signer.sign(
-            UNSUBSCRIBE, {"s": row.id, "f": signer.fingerprint("confirm", row.email_key)}
-        )
+        # A genuine token for the same subscriber, signed for another purpose.
+        token = unsubscribe_token(app_signer(), row.id, row.email_key)
     response = client.get(f"/subscribe/confirm/{token}")
     assert response.status_code == 400
     with app.app_context():

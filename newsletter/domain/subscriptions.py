@@ -20,11 +20,12 @@ from ..config import (
     MAX_NAME_LENGTH,
     MAX_PAGE_URL_LENGTH,
     UNSUBSCRIBE,
+    TokenPurpose,
 )
 from ..extensions import db
 from ..models import OutboxMessage, Subscriber, SubscriberStatus, utcnow
 from .addresses import Address
-from .tokens import TokenSigner
+from .tokens import TokenResult, TokenSigner
 
 CONFIRMATION_KIND = "subscription_confirm"
 
@@ -137,25 +138,25 @@ def subscribe(
     return SubscribeOutcome(subscriber, send_confirmation=under_cap)
 
 
-def confirmation_token(signer: TokenSigner, subscriber: Subscriber) -> str:
+def _subscriber_token(
+    signer: TokenSigner, purpose: TokenPurpose, subscriber_id: int, email_key: str
+) -> str:
     # The fingerprint ties the token to the address: it dies if the address changes.
     return signer.sign(
-        CONFIRM_SUBSCRIPTION,
-        {"s": subscriber.id, "f": signer.fingerprint("confirm", subscriber.email_key)},
+        purpose, {"s": subscriber_id, "f": signer.fingerprint(purpose.salt, email_key)}
     )
+
+
+def confirmation_token(signer: TokenSigner, subscriber: Subscriber) -> str:
+    return _subscriber_token(signer, CONFIRM_SUBSCRIPTION, subscriber.id, subscriber.email_key)
 
 
 def unsubscribe_token(signer: TokenSigner, subscriber_id: int, email_key: str) -> str:
-    return signer.sign(
-        UNSUBSCRIBE, {"s": subscriber_id, "f": signer.fingerprint("unsubscribe", email_key)}
-    )
+    return _subscriber_token(signer, UNSUBSCRIBE, subscriber_id, email_key)
 
 
 def preferences_token(signer: TokenSigner, subscriber: Subscriber) -> str:
-    return signer.sign(
-        MANAGE_PREFERENCES,
-        {"s": subscriber.id, "f": signer.fingerprint("preferences", subscriber.email_key)},
-    )
+    return _subscriber_token(signer, MANAGE_PREFERENCES, subscriber.id, subscriber.email_key)
 
 
 class LinkState(enum.StrEnum):
@@ -171,28 +172,28 @@ class LinkOutcome:
     subscriber: Subscriber | None = None
 
 
-def _subscriber_from_token(
-    signer: TokenSigner, purpose_name: str, data: object
-) -> Subscriber | None:
-    if not isinstance(data, dict):
-        return None
+def _read_link(
+    signer: TokenSigner, purpose: TokenPurpose, token: str
+) -> tuple[TokenResult, Subscriber | None]:
+    """Verify a subscriber link; the subscriber is None unless signature and fingerprint hold."""
+    result = signer.verify(purpose, token)
+    data = result.data
+    if result.invalid or not isinstance(data, dict):
+        return result, None
     subscriber_id, fingerprint = data.get("s"), data.get("f")
     if not isinstance(subscriber_id, int) or not isinstance(fingerprint, str):
-        return None
+        return result, None
     subscriber = db.session.get(Subscriber, subscriber_id)
     if subscriber is None:
-        return None
-    if not signer.fingerprint_matches(fingerprint, purpose_name, subscriber.email_key):
-        return None
-    return subscriber
+        return result, None
+    if not signer.fingerprint_matches(fingerprint, purpose.salt, subscriber.email_key):
+        return result, None
+    return result, subscriber
 
 
 def confirm_subscription(signer: TokenSigner, token: str, *, ip: str | None) -> LinkOutcome:
     """Confirm from an emailed link; confirming twice is harmless."""
-    result = signer.verify(CONFIRM_SUBSCRIPTION, token)
-    if result.invalid:
-        return LinkOutcome(LinkState.INVALID)
-    subscriber = _subscriber_from_token(signer, "confirm", result.data)
+    result, subscriber = _read_link(signer, CONFIRM_SUBSCRIPTION, token)
     if subscriber is None:
         return LinkOutcome(LinkState.INVALID)
     if subscriber.status == SubscriberStatus.CONFIRMED:
@@ -213,21 +214,15 @@ def confirm_subscription(signer: TokenSigner, token: str, *, ip: str | None) -> 
 
 def subscriber_for_expired_confirmation(signer: TokenSigner, token: str) -> Subscriber | None:
     """The still-pending subscriber behind a genuine but expired link, to send a new one."""
-    result = signer.verify(CONFIRM_SUBSCRIPTION, token)
-    if result.invalid:
-        return None
-    subscriber = _subscriber_from_token(signer, "confirm", result.data)
+    _result, subscriber = _read_link(signer, CONFIRM_SUBSCRIPTION, token)
     if subscriber is None or subscriber.status != SubscriberStatus.PENDING:
         return None
     return subscriber
 
 
 def subscriber_from_unsubscribe_token(signer: TokenSigner, token: str) -> LinkOutcome:
-    """Unsubscribe links keep working for years; an expired one still names its subscriber."""
-    result = signer.verify(UNSUBSCRIBE, token)
-    if result.invalid:
-        return LinkOutcome(LinkState.INVALID)
-    subscriber = _subscriber_from_token(signer, "unsubscribe", result.data)
+    """Unsubscribe links keep working even past their age: leaving must always be possible."""
+    _result, subscriber = _read_link(signer, UNSUBSCRIBE, token)
     if subscriber is None:
         return LinkOutcome(LinkState.INVALID)
     if subscriber.status == SubscriberStatus.UNSUBSCRIBED:
@@ -236,10 +231,7 @@ def subscriber_from_unsubscribe_token(signer: TokenSigner, token: str) -> LinkOu
 
 
 def subscriber_from_preferences_token(signer: TokenSigner, token: str) -> LinkOutcome:
-    result = signer.verify(MANAGE_PREFERENCES, token)
-    if result.invalid:
-        return LinkOutcome(LinkState.INVALID)
-    subscriber = _subscriber_from_token(signer, "preferences", result.data)
+    result, subscriber = _read_link(signer, MANAGE_PREFERENCES, token)
     if subscriber is None:
         return LinkOutcome(LinkState.INVALID)
     if result.expired:
