@@ -1,0 +1,136 @@
+"""Emails of the accounts capability: codes (verify, reset, change email) and notices.
+
+Links are built from ``NEWSLETTER_PUBLIC_URL`` (``public_url_for``), never from the request's
+Host header. Each code email holds the code in its plain text and a link naming the same code.
+"""
+
+from __future__ import annotations
+
+from flask import current_app
+
+from ..config import CODE_LIFETIMES
+from ..domain import codes
+from ..domain.accounts import (
+    ACCOUNT_EXISTS_KIND,
+    change_email_token,
+    may_send_account_notice,
+    reset_token,
+    verification_token,
+)
+from ..domain.addresses import Address
+from ..models import OutboxMessage, User
+from .links import public_url_for
+from .outbox import queue_email
+from .signing import app_signer
+
+VERIFY_KIND = "account_verify"
+RESET_KIND = "account_reset"
+CHANGE_EMAIL_KIND = "account_change_email"
+PASSWORD_CHANGED_KIND = "account_password_changed"  # noqa: S105 - a message kind
+EMAIL_CHANGED_KIND = "account_email_changed"
+
+
+def code_keys() -> list[str]:
+    """Keys for hashing codes: the current key first, then older ones still accepted."""
+    config = current_app.config
+    return [config["SECRET_KEY"], *(config.get("SECRET_KEY_FALLBACKS") or [])]
+
+
+def _minutes(purpose: str) -> int:
+    return int(CODE_LIFETIMES[purpose].total_seconds() // 60)
+
+
+def send_verification_code(user: User, *, enforce_limits: bool = True) -> bool:
+    """Queue a verification code + link; False when cooldown or hourly cap refused."""
+    issued = codes.issue_code(
+        user, codes.VERIFY_EMAIL, code_keys()[0], enforce_limits=enforce_limits
+    )
+    if not isinstance(issued, codes.IssuedCode):
+        return False
+    token = verification_token(app_signer(), user, issued.row)
+    queue_email(
+        VERIFY_KIND,
+        to=user.email,
+        template="account_verify",
+        language=user.language,
+        code=issued.code,
+        verify_url=public_url_for("accounts.verify_link", token=token),
+        hours=_minutes(codes.VERIFY_EMAIL) // 60,
+    )
+    return True
+
+
+def send_reset_code(user: User, *, next_url: str | None = None) -> bool:
+    """Queue a password-reset code + link; False when cooldown or hourly cap refused."""
+    issued = codes.issue_code(user, codes.RESET_PASSWORD, code_keys()[0])
+    if not isinstance(issued, codes.IssuedCode):
+        return False
+    token = reset_token(app_signer(), user, issued.row)
+    values = {"token": token}
+    if next_url:
+        values["next"] = next_url
+    queue_email(
+        RESET_KIND,
+        to=user.email,
+        template="account_reset",
+        language=user.language,
+        code=issued.code,
+        reset_url=public_url_for("accounts.reset_confirm", **values),
+        minutes=_minutes(codes.RESET_PASSWORD),
+    )
+    return True
+
+
+def send_change_email_code(user: User, new_address: Address) -> bool:
+    """Queue a code + link to the *new* address; the change happens once it is entered."""
+    issued = codes.issue_code(user, codes.CHANGE_EMAIL, code_keys()[0], new_email=new_address.email)
+    if not isinstance(issued, codes.IssuedCode):
+        return False
+    token = change_email_token(app_signer(), user, issued.row)
+    queue_email(
+        CHANGE_EMAIL_KIND,
+        to=new_address.email,
+        template="account_change_email",
+        language=user.language,
+        code=issued.code,
+        confirm_url=public_url_for("accounts.change_email_link", token=token),
+        hours=_minutes(codes.CHANGE_EMAIL) // 60,
+    )
+    return True
+
+
+def queue_account_exists_notice(user: User) -> OutboxMessage | None:
+    """ "Someone tried to register with your address", capped per day."""
+    if not may_send_account_notice(user):
+        return None
+    return queue_email(
+        ACCOUNT_EXISTS_KIND,
+        to=user.email,
+        template="account_exists",
+        language=user.language,
+        login_url=public_url_for("accounts.login"),
+        reset_url=public_url_for("accounts.reset_request"),
+    )
+
+
+def queue_password_changed(user: User) -> OutboxMessage:
+    """Tell the owner; if it was not them, the reset link gets the account back."""
+    return queue_email(
+        PASSWORD_CHANGED_KIND,
+        to=user.email,
+        template="account_password_changed",
+        language=user.language,
+        reset_url=public_url_for("accounts.reset_request"),
+    )
+
+
+def queue_email_changed(user: User, old_email: str) -> OutboxMessage:
+    """Tell the *old* address that the account moved, so a hijack does not go unnoticed."""
+    return queue_email(
+        EMAIL_CHANGED_KIND,
+        to=old_email,
+        template="account_email_changed",
+        language=user.language,
+        new_email=user.email,
+        reset_url=public_url_for("accounts.reset_request"),
+    )

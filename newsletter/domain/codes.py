@@ -1,0 +1,263 @@
+"""Short emailed one-time codes (email verification, password reset, email change).
+
+A code is 6 digits from ``secrets``; only a keyed HMAC of it is stored (the key comes from the
+app's secret key, so a leaked table cannot be brute-forced offline). A code lives for its
+purpose's lifetime, is spent by its first correct use, dies after ``CODE_MAX_ATTEMPTS`` tries,
+and is revoked when a newer code for the same purpose is issued. Issuing obeys a cooldown and
+an hourly cap per account and purpose.
+
+Every state change is a guarded ``UPDATE ... WHERE`` so two requests racing on one code cannot
+both spend it or exceed the try limit; callers commit.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+
+from ..config import (
+    CODE_DIGITS,
+    CODE_LIFETIMES,
+    CODE_MAX_ATTEMPTS,
+    CODE_RESEND_COOLDOWN,
+    CODES_PER_ADDRESS_PER_HOUR,
+)
+from ..extensions import db
+from ..models import OneTimeCode, User, utcnow
+
+VERIFY_EMAIL = "verify_email"
+RESET_PASSWORD = "reset_password"  # noqa: S105 - a code purpose
+CHANGE_EMAIL = "change_email"
+
+
+def generate_code() -> str:
+    """``CODE_DIGITS`` uniformly random digits from the OS's secure source."""
+    return f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
+
+
+def normalise_code(raw: object) -> str | None:
+    """The digits someone typed, tolerating spaces and dashes; None when it cannot be a code."""
+    if not isinstance(raw, str) or len(raw) > 32:
+        return None
+    digits = "".join(ch for ch in raw if ch not in " -\t")
+    if len(digits) != CODE_DIGITS or not digits.isascii() or not digits.isdigit():
+        return None
+    return digits
+
+
+def code_hash(key: str, purpose: str, user_id: int, code: str) -> str:
+    """Keyed HMAC-SHA256 of the code, bound to its purpose and account."""
+    message = f"{purpose}\x1f{user_id}\x1f{code}".encode()
+    return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
+
+
+class IssueRefused(enum.StrEnum):
+    COOLDOWN = "cooldown"
+    HOURLY_CAP = "hourly_cap"
+
+
+@dataclass(frozen=True)
+class IssuedCode:
+    row: OneTimeCode
+    code: str  # the clear code, to be emailed and then forgotten
+
+
+def issue_refusal(user: User, purpose: str, now: datetime | None = None) -> IssueRefused | None:
+    """Why a new code cannot be sent right now, or None when it can."""
+    now = now or utcnow()
+    latest, count = db.session.execute(
+        select(func.max(OneTimeCode.created_at), func.count(OneTimeCode.id)).where(
+            OneTimeCode.user_id == user.id,
+            OneTimeCode.purpose == purpose,
+            OneTimeCode.created_at > now - timedelta(hours=1),
+        )
+    ).one()
+    if latest is not None and latest > now - CODE_RESEND_COOLDOWN:
+        return IssueRefused.COOLDOWN
+    if count >= CODES_PER_ADDRESS_PER_HOUR:
+        return IssueRefused.HOURLY_CAP
+    return None
+
+
+def issue_code(
+    user: User,
+    purpose: str,
+    key: str,
+    *,
+    new_email: str | None = None,
+    now: datetime | None = None,
+    enforce_limits: bool = True,
+) -> IssuedCode | IssueRefused:
+    """A fresh code replacing any live one for ``purpose``, unless cooldown or cap refuse."""
+    now = now or utcnow()
+    if enforce_limits:
+        refusal = issue_refusal(user, purpose, now)
+        if refusal is not None:
+            return refusal
+    revoke_codes(user, purpose, now=now)
+    code = generate_code()
+    row = OneTimeCode(
+        user_id=user.id,
+        purpose=purpose,
+        code_hash=code_hash(key, purpose, user.id, code),
+        new_email=new_email,
+        attempts=0,
+        created_at=now,
+        expires_at=now + CODE_LIFETIMES[purpose],
+    )
+    db.session.add(row)
+    db.session.flush()
+    return IssuedCode(row=row, code=code)
+
+
+def revoke_codes(user: User, purpose: str | None = None, *, now: datetime | None = None) -> None:
+    """Kill every live code of ``user`` (for one purpose, or all)."""
+    conditions = [
+        OneTimeCode.user_id == user.id,
+        OneTimeCode.used_at.is_(None),
+        OneTimeCode.revoked_at.is_(None),
+    ]
+    if purpose is not None:
+        conditions.append(OneTimeCode.purpose == purpose)
+    db.session.execute(
+        update(OneTimeCode)
+        .where(*conditions)
+        .values(revoked_at=now or utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
+class CodeState(enum.StrEnum):
+    OK = "ok"
+    WRONG = "wrong"  # no live code, a wrong code, or a code tried too often: one answer for all
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True)
+class CodeCheck:
+    state: CodeState
+    row: OneTimeCode | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.state == CodeState.OK
+
+
+def live_code(user: User, purpose: str) -> OneTimeCode | None:
+    """The newest unspent, unrevoked code of ``user`` for ``purpose``."""
+    return db.session.scalar(
+        select(OneTimeCode)
+        .where(
+            OneTimeCode.user_id == user.id,
+            OneTimeCode.purpose == purpose,
+            OneTimeCode.used_at.is_(None),
+            OneTimeCode.revoked_at.is_(None),
+        )
+        .order_by(OneTimeCode.created_at.desc(), OneTimeCode.id.desc())
+        .limit(1)
+    )
+
+
+def _claim_try(row_id: int) -> bool:
+    """Count one try against the code; False when it is spent, revoked or out of tries."""
+    result = db.session.execute(
+        update(OneTimeCode)
+        .where(
+            OneTimeCode.id == row_id,
+            OneTimeCode.used_at.is_(None),
+            OneTimeCode.revoked_at.is_(None),
+            OneTimeCode.attempts < CODE_MAX_ATTEMPTS,
+        )
+        .values(attempts=OneTimeCode.attempts + 1)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def _spend(row_id: int, now: datetime) -> bool:
+    result = db.session.execute(
+        update(OneTimeCode)
+        .where(
+            OneTimeCode.id == row_id,
+            OneTimeCode.used_at.is_(None),
+            OneTimeCode.revoked_at.is_(None),
+        )
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def check_code(
+    user: User | None,
+    purpose: str,
+    code: object,
+    keys: Sequence[str],
+    *,
+    now: datetime | None = None,
+) -> CodeCheck:
+    """Check and, when right, spend the live code; each call costs the code one try.
+
+    ``keys`` are the current key then older ones, so a code survives a key rotation. The
+    ``CODE_MAX_ATTEMPTS``-th try is the last: after it the code is dead even if the next
+    guess would be right.
+    """
+    now = now or utcnow()
+    if user is None:
+        return CodeCheck(CodeState.WRONG)
+    row = live_code(user, purpose)
+    if row is None:
+        return CodeCheck(CodeState.WRONG)
+    if row.expires_at <= now:
+        return CodeCheck(CodeState.EXPIRED, row)
+    digits = normalise_code(code)
+    if not _claim_try(row.id):
+        return CodeCheck(CodeState.WRONG)
+    matches = digits is not None and any(
+        hmac.compare_digest(row.code_hash, code_hash(key, purpose, user.id, digits)) for key in keys
+    )
+    if matches and _spend(row.id, now):
+        db.session.refresh(row)
+        return CodeCheck(CodeState.OK, row)
+    db.session.execute(
+        # Out of tries: mark the code revoked so it shows as dead, not merely unused.
+        update(OneTimeCode)
+        .where(OneTimeCode.id == row.id, OneTimeCode.attempts >= CODE_MAX_ATTEMPTS)
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return CodeCheck(CodeState.WRONG)
+
+
+def spend_code_row(row_id: int, *, now: datetime | None = None) -> OneTimeCode | None:
+    """Spend a code by its id (an emailed link names it): once only, and only while live."""
+    now = now or utcnow()
+    row = db.session.get(OneTimeCode, row_id)
+    if row is None or row.expires_at <= now:
+        return None
+    if not _spend(row_id, now):
+        return None
+    db.session.refresh(row)
+    return row
+
+
+def code_row_is_live(row_id: object, purpose: str, now: datetime | None = None) -> bool:
+    """Whether the code an emailed link names can still be used."""
+    if not isinstance(row_id, int):
+        return False
+    row = db.session.get(OneTimeCode, row_id)
+    now = now or utcnow()
+    return (
+        row is not None
+        and row.purpose == purpose
+        and row.used_at is None
+        and row.revoked_at is None
+        and row.expires_at > now
+    )
