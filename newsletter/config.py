@@ -172,6 +172,8 @@ def load_settings(instance_path: Path, environ: dict[str, str] | None = None) ->
         "SEND_WELCOME_EMAIL": _bool(env.get("NEWSLETTER_SEND_WELCOME_EMAIL"), True),
         "PASSWORD_POLICY": env.get("NEWSLETTER_PASSWORD_POLICY") or "site",
         "LIST_ID": env.get("NEWSLETTER_LIST_ID") or "newsletter.localhost",
+        # Where List-Unsubscribe's mailto goes (a mailbox staff read); default: the sender.
+        "UNSUBSCRIBE_MAILTO": env.get("NEWSLETTER_UNSUBSCRIBE_MAILTO") or "",
         # Concurrency and pacing of the sender: SMTP connections kept open, messages/s cap.
         "SEND_CONNECTIONS": int(env.get("NEWSLETTER_SEND_CONNECTIONS") or 4),
         "SEND_MAX_RATE": float(env.get("NEWSLETTER_SEND_MAX_RATE") or 0),  # 0 = unlimited

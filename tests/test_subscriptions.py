@@ -54,6 +54,7 @@ def test_subscribe_confirm_and_one_click_unsubscribe(app, client, mailbox, run_w
     assert welcome.header("List-Id") == "<newsletter.localhost>"
     unsubscribe_url = welcome.header("List-Unsubscribe").split(",")[0].strip(" <>")
     assert unsubscribe_url.startswith("https://news.example.org/unsubscribe/")
+    assert "<mailto:news@example.org?subject=unsubscribe>" in welcome.header("List-Unsubscribe")
     assert unsubscribe_url in welcome.text
     assert unsubscribe_url in welcome.html
 

@@ -10,7 +10,7 @@ from ..domain.subscriptions import (
     preferences_token,
     unsubscribe_token,
 )
-from ..mail.message import sender_domain
+from ..mail.message import envelope_sender
 from ..models import OutboxMessage, Subscriber
 from .links import public_url_for
 from .outbox import queue_email
@@ -37,7 +37,8 @@ def newsletter_headers(subscriber_id: int, email_key: str) -> tuple[dict[str, st
     token = unsubscribe_token(signer, subscriber_id, email_key)
     unsubscribe_url = public_url_for("public.unsubscribe", token=token)
     config = current_app.config
-    mailto = f"mailto:unsubscribe@{sender_domain(config['MAIL_FROM'])}?subject=unsubscribe"
+    mailbox = config.get("UNSUBSCRIBE_MAILTO") or envelope_sender(config["MAIL_FROM"])
+    mailto = f"mailto:{mailbox}?subject=unsubscribe"
     headers = {
         "List-Unsubscribe": f"<{unsubscribe_url}>, <{mailto}>",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",

@@ -48,6 +48,11 @@ class SmtpSettings:
     use_ssl: bool = False
     starttls: bool = False
     timeout: float = 30.0
+    # A private CA to trust (e.g. an internal relay); the system store is used otherwise.
+    cafile: str | None = None
+
+    def tls_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.cafile)
 
 
 class SmtpTransport:
@@ -59,22 +64,25 @@ class SmtpTransport:
 
     def _connect(self) -> smtplib.SMTP:
         s = self.settings
+        connection: smtplib.SMTP | None = None
         try:
             if s.use_ssl:
-                connection: smtplib.SMTP = smtplib.SMTP_SSL(
-                    s.host, s.port, timeout=s.timeout, context=ssl.create_default_context()
+                connection = smtplib.SMTP_SSL(
+                    s.host, s.port, timeout=s.timeout, context=s.tls_context()
                 )
             else:
                 connection = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
             connection.ehlo()
             if s.starttls:
-                connection.starttls(context=ssl.create_default_context())
+                connection.starttls(context=s.tls_context())
                 connection.ehlo()
             if s.username:
                 connection.login(s.username, s.password or "")
         except smtplib.SMTPAuthenticationError as exc:
+            _close_quietly(connection)
             raise DeliveryError(f"SMTP login refused: {exc}", temporary=True) from exc
         except (OSError, smtplib.SMTPException) as exc:
+            _close_quietly(connection)
             raise DeliveryError(f"SMTP server unreachable: {exc}", temporary=True) from exc
         return connection
 
@@ -122,9 +130,7 @@ class SmtpTransport:
 
     def _drop(self) -> None:
         connection, self._connection = self._connection, None
-        if connection is not None:
-            with contextlib.suppress(OSError):
-                connection.close()
+        _close_quietly(connection)
 
     def close(self) -> None:
         connection, self._connection = self._connection, None
@@ -156,6 +162,12 @@ class FileTransport:
         pass
 
 
+def _close_quietly(connection: smtplib.SMTP | None) -> None:
+    if connection is not None:
+        with contextlib.suppress(OSError):
+            connection.close()
+
+
 def _text(response: bytes | str) -> str:
     if isinstance(response, bytes):
         return response.decode("utf-8", "replace")
@@ -163,7 +175,10 @@ def _text(response: bytes | str) -> str:
 
 
 def parse_mail_url(url: str) -> SmtpSettings | Path:
-    """``smtp://[user:pass@]host:port[?starttls=true]``, ``smtps://...`` or ``file:///dir``."""
+    """``smtp://[user:pass@]host:port[?starttls=true]``, ``smtps://...`` or ``file:///dir``.
+
+    Optional query keys: ``timeout`` (seconds), ``cafile`` (a CA bundle to trust).
+    """
     parts = urlsplit(url)
     if parts.scheme == "file":
         return Path(unquote(parts.path))
@@ -180,6 +195,7 @@ def parse_mail_url(url: str) -> SmtpSettings | Path:
         use_ssl=use_ssl,
         starttls=starttls,
         timeout=float(query.get("timeout", ["30"])[0]),
+        cafile=query.get("cafile", [None])[0],
     )
 
 

@@ -109,8 +109,9 @@ class _Handler:
 class SmtpSink:
     """aiosmtpd on 127.0.0.1:``port``; can be stopped and started again on the same port."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, **smtp_options: object) -> None:
         self.port = port
+        self.smtp_options = smtp_options  # passed to aiosmtpd's SMTP (TLS, AUTH...)
         self.mailbox = Mailbox()
         # Per-recipient answers to RCPT, e.g. {"gone@example.org": "550 No such user"}.
         self.rcpt_answers: dict[str, str] = {}
@@ -123,6 +124,7 @@ class SmtpSink:
             port=self.port,
             enable_SMTPUTF8=True,
             decode_data=False,
+            **self.smtp_options,
         )
         self._controller.start()
 
