@@ -1,6 +1,15 @@
 """The worker process: sends what is queued and, when it holds the lease, runs the scheduler.
 
 Any number of workers may run against one database; the database decides who claims what.
+Each worker runs:
+
+- the outbox loop (transactional emails) in its main thread;
+- ``SEND_CONNECTIONS`` digest-sending threads, each with its own SMTP connection;
+- a leadership thread that keeps trying for the scheduler lease, runs APScheduler while it
+  holds it and reconciles digest rows into jobs at every renewal.
+
+``--until-idle`` runs the due jobs (when no other live worker holds the scheduler), delivers
+everything due, and exits.
 """
 
 from __future__ import annotations
@@ -11,12 +20,17 @@ import signal
 import socket
 import threading
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from flask import Flask
+from sqlalchemy.exc import SQLAlchemyError
 
+from ..delivery.digests import DigestSendingPool, pending_delivery_count
 from ..delivery.outbox import deliver_outbox_batch, pending_outbox_count
 from ..extensions import db
 from ..mail.transport import DeliveryError, open_transport
+from .leadership import LeaderElection, release_lease, try_acquire_lease
+from .scheduler import DigestScheduler
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +51,34 @@ class WorkSummary:
         return text
 
 
+class SchedulerRole:
+    """Start APScheduler when elected, stop it when deposed, reconcile at each renewal."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.scheduler: DigestScheduler | None = None
+
+    def elected(self) -> None:
+        self.scheduler = DigestScheduler(self.app)
+        self.scheduler.start()
+
+    def deposed(self) -> None:
+        scheduler, self.scheduler = self.scheduler, None
+        if scheduler is not None:
+            # Lost the lease: stop firing at once; jobs already running finish (they are
+            # compare-and-set protected, so finishing is harmless).
+            scheduler.shutdown(wait=False)
+
+    def tick(self) -> None:
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.reconcile()
+
+    def stop(self) -> None:
+        scheduler, self.scheduler = self.scheduler, None
+        if scheduler is not None:
+            scheduler.shutdown(wait=True)
+
+
 class Worker:
     def __init__(self, app: Flask, *, name: str | None = None, poll_interval: float = 1.0):
         self.app = app
@@ -48,21 +90,107 @@ class Worker:
         self.stopping.set()
 
     def run(self, *, until_idle: bool = False) -> WorkSummary:
-        summary = WorkSummary()
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
+        if until_idle:
+            return self._run_until_idle()
+        return self._run_forever()
+
+    # -- long-running ---------------------------------------------------------------------
+
+    def _run_forever(self) -> WorkSummary:
+        summary = WorkSummary()
+        role = SchedulerRole(self.app)
+        election = LeaderElection(
+            self.app,
+            self.name,
+            float(self.app.config["SCHEDULER_LEASE_SECONDS"]),
+            on_elected=role.elected,
+            on_deposed=role.deposed,
+            on_tick=role.tick,
+        )
+        senders = DigestSendingPool(self.app, self.stopping)
+        election.start()
+        senders.start(self.poll_interval)
+        log.info("worker %s started", self.name)
+        try:
+            self._outbox_loop(summary, until_idle=False)
+        finally:
+            self.stopping.set()
+            election.stop()
+            role.stop()
+            senders.stop()
+        summary.extra["digest messages sent"] = senders.stats.sent
+        return summary
+
+    # -- until idle -----------------------------------------------------------------------
+
+    def _run_until_idle(self) -> WorkSummary:
+        summary = WorkSummary()
+        summary.extra["scheduled jobs run"] = self._run_due_jobs()
+        sent = failed = 0
+        while not self.stopping.is_set():
+            summary.passes += 1
+            stats = DigestSendingPool(self.app, self.stopping).run_until_idle()
+            sent += stats.sent
+            failed += stats.failed
+            claimed = self._outbox_loop(summary, until_idle=True)
+            with self.app.app_context():
+                left = pending_delivery_count() + pending_outbox_count()
+                db.session.remove()
+            if not left or (stats.claimed == 0 and claimed == 0):
+                break
+        summary.extra["digest messages sent"] = sent
+        summary.extra["digest deliveries failed"] = failed
+        return summary
+
+    def _run_due_jobs(self) -> int:
+        """Run the jobs due now if no other live worker holds the scheduler; returns how many."""
+        ttl = timedelta(seconds=float(self.app.config["SCHEDULER_LEASE_SECONDS"]))
+        with self.app.app_context():
+            try:
+                if not try_acquire_lease(self.name, ttl):
+                    log.info("another worker runs the scheduler; only delivering")
+                    return 0
+            finally:
+                db.session.remove()
+        scheduler = DigestScheduler(self.app)
+        try:
+            scheduler.start()
+            scheduler.wait_for_due_jobs()
+        finally:
+            scheduler.shutdown(wait=True)
+            with self.app.app_context():
+                try:
+                    release_lease(self.name)
+                except SQLAlchemyError:
+                    db.session.rollback()
+                finally:
+                    db.session.remove()
+        return scheduler.runs
+
+    # -- outbox ---------------------------------------------------------------------------
+
+    def _outbox_loop(self, summary: WorkSummary, *, until_idle: bool) -> int:
+        claimed_total = 0
         with self.app.app_context():
             transport = open_transport(self.app.config["MAIL_URL"])
             try:
                 while not self.stopping.is_set():
-                    summary.passes += 1
+                    if not until_idle:
+                        summary.passes += 1
                     try:
                         claimed = deliver_outbox_batch(transport)
                     except DeliveryError as exc:  # pragma: no cover - recorded per message
                         log.warning("delivery pass failed: %s", exc)
                         claimed = 0
+                    except SQLAlchemyError as exc:
+                        db.session.rollback()
+                        log.warning("outbox pass failed: %s", exc)
+                        claimed = 0
                     summary.outbox_claimed += claimed
+                    claimed_total += claimed
                     if until_idle:
                         if pending_outbox_count() == 0 or claimed == 0:
                             break
@@ -72,4 +200,4 @@ class Worker:
             finally:
                 transport.close()
                 db.session.remove()
-        return summary
+        return claimed_total

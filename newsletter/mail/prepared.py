@@ -1,0 +1,205 @@
+"""A message rendered once and personalised per recipient by substitution into bytes.
+
+Rendering a digest (Jinja, CSS inlining, MIME serialisation) costs far more than sending it.
+So the digest is serialised once into a *template*: the final message bytes with NUL-delimited
+slots for what differs per recipient (To, Message-ID, Date, the unsubscribe URL in the
+``List-Unsubscribe`` header and in both bodies). Personalising is a ``bytes.join``.
+
+The bodies are quoted-printable. A slot inside a body sits between two soft line breaks
+(``=\\r\\n``), which decoders remove, so each piece is encoded on its own, line lengths stay
+within RFC 2045's 76 characters, and the URL is encoded per recipient (``binascii`` is C).
+NUL never occurs in a message we build, so it can mark slots safely.
+"""
+
+from __future__ import annotations
+
+import binascii
+import html
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.policy import SMTP
+from email.utils import formataddr, formatdate
+
+from .message import sender_domain
+from .render import RenderedEmail
+
+# What a template marks in rendered text and HTML where the unsubscribe URL goes (letters and
+# digits only, so neither Jinja escaping nor CSS inlining touches it).
+UNSUBSCRIBE_MARKER = "NLUNSUBSCRIBEURL7F3A9C"
+
+SLOT_TO = "to"
+SLOT_MESSAGE_ID = "message_id"
+SLOT_DATE = "date"
+SLOT_UNSUBSCRIBE_HEADER = "unsubscribe_header"
+SLOT_UNSUBSCRIBE_TEXT = "unsubscribe_text"
+SLOT_UNSUBSCRIBE_HTML = "unsubscribe_html"
+SLOTS = (
+    SLOT_TO,
+    SLOT_MESSAGE_ID,
+    SLOT_DATE,
+    SLOT_UNSUBSCRIBE_HEADER,
+    SLOT_UNSUBSCRIBE_TEXT,
+    SLOT_UNSUBSCRIBE_HTML,
+)
+_SLOT_INDEX = {name: index for index, name in enumerate(SLOTS)}
+
+
+def _slot(name: str) -> bytes:
+    return b"\x00" + name.encode() + b"\x00"
+
+
+def _qp(text: str) -> bytes:
+    """Quoted-printable of ``text`` with CRLF line ends (input uses ``\\n``)."""
+    return binascii.b2a_qp(text.encode("utf-8"), istext=True).replace(b"\n", b"\r\n")
+
+
+def _qp_with_slot(text: str, slot: str) -> bytes:
+    """Encode ``text`` with the unsubscribe marker replaced by a slot between soft breaks."""
+    text = text.replace("\r\n", "\n")
+    pieces = text.split(UNSUBSCRIBE_MARKER)
+    joint = b"=\r\n" + _slot(slot) + b"=\r\n"
+    encoded = joint.join(_qp(piece) for piece in pieces)
+    if not encoded.endswith(b"\r\n"):
+        encoded += b"\r\n"
+    return encoded
+
+
+def _header(name: str, value: str) -> bytes:
+    """One header, folded and RFC 2047-encoded as needed (the email package's SMTP policy)."""
+    if any(ch in value for ch in "\r\n\x00"):
+        raise ValueError(f"header {name} holds a line break")
+    return SMTP.fold_binary(name, SMTP.header_factory(name, value))
+
+
+def build_template(
+    rendered: RenderedEmail,
+    *,
+    mail_from: str,
+    headers: Mapping[str, str] | None = None,
+    mailto_unsubscribe: str | None = None,
+) -> bytes:
+    """Serialise ``rendered`` (text and HTML carrying ``UNSUBSCRIBE_MARKER``) into a template.
+
+    ``headers`` are the headers every recipient gets (List-Id, List-Unsubscribe-Post...);
+    ``List-Unsubscribe`` is built here from the per-recipient URL and ``mailto_unsubscribe``.
+    """
+    boundary = "=_" + secrets.token_hex(16)  # "=_" never occurs in quoted-printable text
+    head = [
+        _header("From", mail_from),
+        b"To: " + _slot(SLOT_TO) + b"\r\n",
+        _header("Subject", rendered.subject),
+        b"Date: " + _slot(SLOT_DATE) + b"\r\n",
+        b"Message-ID: " + _slot(SLOT_MESSAGE_ID) + b"\r\n",
+    ]
+    unsubscribe = b"List-Unsubscribe: <" + _slot(SLOT_UNSUBSCRIBE_HEADER) + b">"
+    if mailto_unsubscribe:
+        unsubscribe += b",\r\n <" + mailto_unsubscribe.encode("ascii") + b">"
+    head.append(unsubscribe + b"\r\n")
+    for name, value in (headers or {}).items():
+        if name.lower() == "list-unsubscribe":
+            continue
+        head.append(_header(name, value))
+    head += [
+        _header("Content-Language", rendered.language),
+        b"MIME-Version: 1.0\r\n",
+        f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n'.encode(),
+        b"\r\n",
+    ]
+    part_head = (
+        'Content-Type: text/{subtype}; charset="utf-8"\r\n'
+        "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+    )
+    body = [
+        f"--{boundary}\r\n".encode(),
+        part_head.format(subtype="plain").encode(),
+        _qp_with_slot(rendered.text, SLOT_UNSUBSCRIBE_TEXT),
+        f"--{boundary}\r\n".encode(),
+        part_head.format(subtype="html").encode(),
+        _qp_with_slot(rendered.html, SLOT_UNSUBSCRIBE_HTML),
+        f"--{boundary}--\r\n".encode(),
+    ]
+    return b"".join(head + body)
+
+
+class _DateCache:
+    """``Date`` header text, formatted at most once a second (formatdate is not free)."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._value = b""
+
+    def now(self) -> bytes:
+        second = int(time.time())
+        if second != self._second:
+            self._value = formatdate(second, usegmt=True).encode()
+            self._second = second
+        return self._value
+
+
+_dates = _DateCache()
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """What differs per recipient."""
+
+    address: str
+    unsubscribe_url: str
+    message_id: str
+    name: str | None = None
+
+
+def to_header(address: str, name: str | None) -> bytes:
+    """``To`` value: the address, with an RFC 2047-encoded display name when there is one."""
+    if not address.isascii():
+        # SMTPUTF8 message (RFC 6532): raw UTF-8 is allowed in headers.
+        return address.encode("utf-8")
+    if name:
+        name = " ".join(name.replace("\x00", "").split())
+        return formataddr((name, address), charset="utf-8").encode("ascii")
+    return address.encode("ascii")
+
+
+class PreparedMessage:
+    """A template split at its slots, ready to personalise many times (thread-safe)."""
+
+    def __init__(self, template: bytes) -> None:
+        self.template = template
+        parts = template.split(b"\x00")
+        # Even positions are literal bytes, odd positions slot names.
+        self._literals: list[bytes] = parts[0::2]
+        slot_names = [name.decode("ascii") for name in parts[1::2]]
+        unknown = set(slot_names) - set(SLOTS)
+        if unknown or len(self._literals) != len(slot_names) + 1:
+            raise ValueError(f"not a message template (slots {sorted(unknown)})")
+        self._slot_indexes = [_SLOT_INDEX[name] for name in slot_names]
+        self.domain = sender_domain(self._header_text(b"From") or "")
+
+    def _header_text(self, name: bytes) -> str | None:
+        for line in self.template.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
+            if line.lower().startswith(name.lower() + b":"):
+                return line.split(b":", 1)[1].strip().decode("ascii", "replace")
+        return None
+
+    def personalise(self, recipient: Recipient, date: bytes | None = None) -> bytes:
+        """The complete message for one recipient, CRLF line ends, ready for SMTP DATA."""
+        url = recipient.unsubscribe_url
+        url_bytes = url.encode("ascii")
+        text_url = _qp(url)
+        html_url = text_url if "&" not in url else _qp(html.escape(url))
+        values = (
+            to_header(recipient.address, recipient.name),
+            recipient.message_id.encode("ascii"),
+            date or _dates.now(),
+            url_bytes,
+            text_url,
+            html_url,
+        )
+        literals = self._literals
+        out = [literals[0]]
+        for position, slot_index in enumerate(self._slot_indexes, start=1):
+            out.append(values[slot_index])
+            out.append(literals[position])
+        return b"".join(out)
