@@ -54,6 +54,8 @@ CSV_IMPORT_MAX_BYTES = 1024 * 1024
 CSV_IMPORT_MAX_ROWS = 5000
 # The preview re-posts the file's text with the confirm button: room for it plus the form.
 CSV_IMPORT_MAX_REQUEST_BYTES = 2 * CSV_IMPORT_MAX_BYTES + 64 * 1024
+# A feed file uploaded in the console (URLs are fetched with FEED_MAX_BYTES as their bound).
+FEED_UPLOAD_MAX_BYTES = 2 * 1024 * 1024
 # Seconds between polls of a sending digest's progress (JavaScript) or page reloads (no JS).
 DIGEST_PROGRESS_POLL_SECONDS = 2
 
