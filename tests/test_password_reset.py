@@ -20,6 +20,7 @@ from tests.support.accounts import (
     make_user,
     path_of,
     post_form,
+    speak_english,
 )
 
 EMAIL = "editor@example.org"
@@ -50,6 +51,7 @@ def test_reset_by_code_resend_old_code_refused_new_works_sessions_end_and_next_k
     app, client, mailbox, run_worker
 ):
     user_id = make_user(app, EMAIL)
+    speak_english(client)
     # Another device stays logged in: it must be logged out by the reset.
     other_device = app.test_client()
     assert login(other_device, EMAIL, STRONG_PASSWORD).status_code == 303
@@ -146,6 +148,7 @@ def test_fifth_try_with_the_right_code_still_works(app, client, mailbox, run_wor
 
 def test_expired_code_is_refused(app, client, mailbox, run_worker):
     user_id = make_user(app, EMAIL)
+    speak_english(client)
     ask_code(client)
     run_worker()
     code = code_in(mailbox.wait_for(1)[0])

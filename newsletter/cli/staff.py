@@ -7,8 +7,11 @@ flask --app newsletter staff revoke editor@example.org
 
 from __future__ import annotations
 
+import sys
+
 import click
 from flask import Flask, current_app
+from flask.cli import AppGroup
 
 from ..domain.accounts import AccountExists, create_staff, find_user
 from ..domain.addresses import InvalidAddress, normalise_address
@@ -21,7 +24,7 @@ from ..models import User
 def _read_password() -> str:
     """From a terminal: asked twice, hidden. From a pipe: the first line, nothing stripped
     but the line end (spaces are legal in a passphrase)."""
-    stdin = click.get_text_stream("stdin")
+    stdin = sys.stdin
     if stdin.isatty():
         return click.prompt("Password", hide_input=True, confirmation_prompt=True)
     line = stdin.readline()
@@ -38,7 +41,7 @@ def _staff_user(email: str) -> User:
     return user
 
 
-@click.group("staff")
+@click.group("staff", cls=AppGroup)
 def staff_group() -> None:
     """Staff accounts and API tokens."""
 

@@ -110,3 +110,8 @@ def login(client: FlaskClient, email: str, password: str, next_url: str | None =
     if next_url is not None:
         data["next"] = next_url
     return post_form(client, "/account/login", "/account/login", data)
+
+
+def speak_english(client: FlaskClient) -> None:
+    """Choose English for this visitor (pages default to French), as the language links do."""
+    client.get("/account/login?lang=en")
