@@ -1,4 +1,4 @@
-"""``flask --app newsletter releases ...``: sample data (and, later, feed import)."""
+"""``flask --app newsletter releases ...``: feed import and sample data."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import click
 from flask import Flask
 from sqlalchemy import func, select
 
+from ..config import LANGUAGES
+from ..domain.releases import FeedError, import_feed, read_feed_source
 from ..extensions import db
 from ..models import Release, utcnow
 
@@ -70,6 +72,28 @@ def seed_samples() -> None:
         )
     db.session.commit()
     click.echo(f"loaded {len(SAMPLE_RELEASES)} sample releases")
+
+
+@releases_group.command("import")
+@click.argument("source")
+@click.option(
+    "--language",
+    type=click.Choice(LANGUAGES),
+    default=LANGUAGES[0],
+    show_default=True,
+    help="Language of entries when the feed does not say.",
+)
+def import_command(source: str, language: str) -> None:
+    """Import releases from an RSS/Atom feed URL or file (again: updates, never duplicates)."""
+    try:
+        report = import_feed(read_feed_source(source), default_language=language)
+    except FeedError as exc:
+        db.session.rollback()
+        raise click.ClickException(str(exc)) from None
+    db.session.commit()
+    for reason in report.skipped:
+        click.echo(f"skipped: {reason}", err=True)
+    click.echo(report.describe())
 
 
 def register(app: Flask) -> None:
