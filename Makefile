@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 export FLASK_APP := newsletter
 
-.PHONY: run test install translations browser bench bench-full clean
+.PHONY: run test install translations browser bench bench-full bench-tools clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,11 +46,18 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
 	  || echo "chromium not installed: browser tests will skip"; }
 
-bench: install $(TEST_STAMP)
+## Benchmarks (bench/README.md): quick by default, full sizes with bench-full
+bench: install $(TEST_STAMP) bench-tools
 	$(BIN)/python -m bench
 
-bench-full: install $(TEST_STAMP)
+bench-full: install $(TEST_STAMP) bench-tools
 	$(BIN)/python -m bench --full
+
+## Debian's wrk drives the subscribe load test; without it a slower Python generator is used
+bench-tools:
+	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null) \
+	  || echo "wrk not installed: the subscribe benchmark falls back to a Python load generator"; }
 
 clean:
 	rm -rf $(VENV) .pytest_cache .db-check.sqlite*
