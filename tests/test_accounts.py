@@ -679,3 +679,32 @@ def test_unused_codes_table_rows_are_per_purpose(app, client, mailbox, run_worke
         [row] = codes_of(user_id, codes.VERIFY_EMAIL)
         assert row.used_at is None
     assert verify(client, verify_code).status_code == 303
+
+
+def test_staff_only_routes_refuse_everyone_else(app, runner):
+    from newsletter.web.auth import staff_required
+
+    app.add_url_rule(
+        "/test-staff-only", "test_staff_only", staff_required(lambda: "staff only page")
+    )
+    anonymous = app.test_client()
+    response = anonymous.get("/test-staff-only")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/account/login?next=")
+    assert (
+        anonymous.get("/test-staff-only", headers={"Accept": "application/json"}).status_code == 401
+    )
+
+    member = logged_in(app, "member@example.org")
+    assert member.get("/test-staff-only").status_code == 403
+
+    make_user(app, "chief@example.org", staff=True)
+    chief = app.test_client()
+    assert login(chief, "chief@example.org", STRONG_PASSWORD).status_code == 303
+    assert chief.get("/test-staff-only").get_data(as_text=True) == "staff only page"
+
+    token = runner.invoke(args=["staff", "token", "chief@example.org"]).output.strip()
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert app.test_client().get("/test-staff-only", headers=bearer).status_code == 200
+    runner.invoke(args=["staff", "revoke", "chief@example.org"])
+    assert app.test_client().get("/test-staff-only", headers=bearer).status_code == 401

@@ -471,3 +471,33 @@ def test_reset_email_in_the_account_language(app, client, mailbox, run_worker, l
     assert message.header("Subject").startswith(expected)
     assert code_in(message) in message.text
     assert code_in(message) in message.html
+
+
+def test_racing_requests_cannot_spend_one_code_twice(app, client, mailbox, run_worker):
+    import threading
+
+    make_user(app, EMAIL)
+    ask_code(client)
+    run_worker()
+    code = code_in(mailbox.wait_for(1)[0])
+    racers = 4
+    barrier = threading.Barrier(racers)
+    statuses: list[int] = []
+
+    def attempt(number: int) -> None:
+        racer = app.test_client()
+        barrier.wait()
+        response = racer.post(
+            CONFIRM,
+            json={"email": EMAIL, "code": code, "password": f"Racing-Password-{number}!x"},
+        )
+        statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=attempt, args=(n,)) for n in range(racers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(statuses) == [200] + [400] * (racers - 1)
+    with app.app_context():
+        assert db.session.scalar(select(func.count(OutboxMessage.id))) == 2  # code + "changed"
