@@ -400,6 +400,19 @@ def test_host_header_never_reaches_an_emailed_link(app, client, mailbox, run_wor
     [link] = message.links()
     assert link.startswith("https://news.example.org/account/reset/confirm?token=")
 
+    # Nor into the verification email of a registration.
+    response = evil.post(
+        "/api/v1/account/register",
+        json={"email": "fresh@example.org", "password": STRONG_PASSWORD},
+        headers={"Host": "evil.example", "X-Forwarded-Host": "evil.example"},
+    )
+    assert response.status_code == 202
+    run_worker()
+    verification = mailbox.wait_for(2)[1]
+    assert "evil.example" not in verification.text and "evil.example" not in verification.html
+    [link] = verification.links()
+    assert link.startswith("https://news.example.org/account/verify/")
+
 
 def test_emailed_link_sets_a_password_once(app, client, mailbox, run_worker):
     make_user(app, EMAIL)
