@@ -14,7 +14,18 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.test import encode_multipart
 
 from newsletter.extensions import db
-from newsletter.models import OutboxMessage, Subscriber, SubscriberStatus, User, utcnow
+from newsletter.models import (
+    Digest,
+    DigestSchedule,
+    DigestStatus,
+    OutboxMessage,
+    Release,
+    ScheduleStatus,
+    Subscriber,
+    SubscriberStatus,
+    User,
+    utcnow,
+)
 
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -82,21 +93,27 @@ def add_subscriber(email: str, **fields) -> Subscriber:
     return subscriber
 
 
+def sample_path(rule: str) -> str:
+    """A rule with sample values: 1 for ids, the first choice of an ``any`` converter."""
+    path = re.sub(r"<any\(\s*(\w+)[^>]*>", r"\1", rule)
+    return re.sub(r"<(?:int:)?\w+>", "1", path)
+
+
+def admin_endpoints(app, method: str) -> list[str]:
+    """Every route of the console answering ``method``, with sample values filled in."""
+    return [
+        sample_path(rule.rule)
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint.startswith("admin.") and method in rule.methods
+    ]
+
+
 def admin_get_endpoints(app) -> list[str]:
-    """Every GET route of the console, with sample ids filled in."""
-    paths = []
-    for rule in app.url_map.iter_rules():
-        if rule.endpoint.startswith("admin.") and "GET" in rule.methods:
-            paths.append(re.sub(r"<(?:int:)?(\w+)>", "1", rule.rule))
-    return paths
+    return admin_endpoints(app, "GET")
 
 
 def admin_post_endpoints(app) -> list[str]:
-    paths = []
-    for rule in app.url_map.iter_rules():
-        if rule.endpoint.startswith("admin.") and "POST" in rule.methods:
-            paths.append(re.sub(r"<(?:int:)?(\w+)>", "1", rule.rule))
-    return paths
+    return admin_endpoints(app, "POST")
 
 
 # --- Who may enter ------------------------------------------------------------------------
@@ -511,3 +528,326 @@ def test_import_upload_size_is_bounded(app, staff_client):
 def test_import_with_a_bad_default_language_is_refused(app, staff_client):
     response = post_import(staff_client, "email\r\na@example.org\r\n", language="xx")
     assert response.status_code == 422
+
+
+# --- Releases -----------------------------------------------------------------------------
+
+
+def release_form(client, path: str, **fields) -> dict:
+    data = {
+        "csrf_token": csrf_token(client, path),
+        "title": "Budget 2025",
+        "dateline": "Brussels",
+        "summary": "The budget.",
+        "body": "<p>Hello</p>",
+        "url": "",
+        "image_url": "",
+        "video_url": "",
+        "language": "en",
+        "published_at": "",
+        "timezone": "Europe/Brussels",
+        "action": "save",
+    }
+    data.update(fields)
+    return data
+
+
+HOSTILE_BODY = (
+    '<p onclick="steal()">Text <strong>kept</strong></p><script>alert(1)</script>'
+    '<img src="https://evil.example/x.png" onerror="alert(2)"><a href="javascript:alert(3)">x</a>'
+    "<style>body{display:none}</style>"
+)
+
+
+def test_release_preview_shows_the_sanitised_body_and_saves_nothing(app, staff_client):
+    data = release_form(staff_client, "/admin/releases/new", body=HOSTILE_BODY, action="preview")
+    page = staff_client.post("/admin/releases/new", data=data)
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert "Preview (not saved yet)" in html
+    preview = html[html.index('class="release-body"') : html.index("</article>")]
+    assert "<strong>kept</strong>" in preview
+    for hostile in ("<script", "onclick", "onerror", "javascript:", "<style"):
+        assert hostile not in preview, hostile
+    # What was typed stays in the form, escaped.
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Release.id))) == 0
+
+
+def test_release_is_created_sanitised_and_listed_escaped(app, staff_client):
+    data = release_form(
+        staff_client,
+        "/admin/releases/new",
+        title="<b>Bold</b> & <script>x()</script>",
+        body=HOSTILE_BODY,
+        published_at="2025-03-01T10:00",
+        timezone="Europe/Brussels",
+    )
+    response = staff_client.post("/admin/releases/new", data=data)
+    assert response.status_code == 303
+    with app.app_context():
+        release = db.session.scalar(select(Release))
+        assert "<script" not in release.body_html and "onclick" not in release.body_html
+        assert "<strong>kept</strong>" in release.body_html
+        assert release.published_at.isoformat() == "2025-03-01T09:00:00"  # Brussels is UTC+1
+        release_id = release.id
+    edit = staff_client.get(f"/admin/releases/{release_id}").get_data(as_text=True)
+    assert "The release is saved." in edit
+    assert 'value="2025-03-01T10:00"' in edit  # shown back in the zone it was typed in
+    listing = staff_client.get("/admin/releases").get_data(as_text=True)
+    assert "&lt;b&gt;Bold&lt;/b&gt; &amp; &lt;script&gt;x()&lt;/script&gt;" in listing
+    assert "<script>x()" not in listing
+
+
+def test_release_edit_and_its_errors(app, staff_client):
+    staff_client.post("/admin/releases/new", data=release_form(staff_client, "/admin/releases/new"))
+    with app.app_context():
+        release_id = db.session.scalar(select(Release.id))
+    path = f"/admin/releases/{release_id}"
+    bad = staff_client.post(
+        path,
+        data=release_form(
+            staff_client, path, title="", url="javascript:alert(1)", published_at="soon"
+        ),
+    )
+    html = bad.get_data(as_text=True)
+    assert bad.status_code == 422
+    assert 'id="title-error"' in html and 'id="url-error"' in html
+    assert 'id="published_at-error"' in html
+    good = staff_client.post(
+        path,
+        data=release_form(staff_client, path, title="Budget 2026", published_at="2025-01-01T00:00"),
+    )
+    assert good.status_code == 303
+    with app.app_context():
+        assert db.session.get(Release, release_id).title == "Budget 2026"
+    assert staff_client.get("/admin/releases/999999").status_code == 404
+
+
+FEED = b"""<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0"><channel><title>News</title><language>fr</language>
+<item><guid>urn:news:1</guid><title>Premier communiqu\xc3\xa9</title><link>https://example.org/1</link>
+<description>&lt;p&gt;Texte&lt;/p&gt;&lt;script&gt;bad()&lt;/script&gt;</description>
+<pubDate>Mon, 03 Mar 2025 09:00:00 +0000</pubDate></item>
+<item><guid>urn:news:2</guid><title>Second</title><link>https://example.org/2</link>
+<pubDate>Tue, 04 Mar 2025 09:00:00 +0000</pubDate></item>
+</channel></rss>"""
+
+
+def post_feed(client, *, file: bytes | None = None, url: str = ""):
+    data = {"csrf_token": csrf_token(client, "/admin/releases"), "url": url}
+    if file is not None:
+        data["file"] = FileStorage(io.BytesIO(file), "feed.xml", content_type="text/xml")
+    boundary, body = encode_multipart(data)
+    return client.post(
+        "/admin/releases/import",
+        data=body,
+        content_type=f"multipart/form-data; boundary={boundary}",
+    )
+
+
+def test_feed_import_from_a_file_is_idempotent(app, staff_client):
+    first = post_feed(staff_client, file=FEED)
+    assert first.status_code == 200
+    assert "2 created, 0 updated, 0 unchanged, 0 skipped" in first.get_data(as_text=True)
+    again = post_feed(staff_client, file=FEED)
+    assert "0 created, 0 updated, 2 unchanged" in again.get_data(as_text=True)
+    with app.app_context():
+        releases = db.session.scalars(select(Release).order_by(Release.id)).all()
+        assert [r.title for r in releases] == ["Premier communiqué", "Second"]
+        assert all(r.language == "fr" for r in releases)
+        assert "<script" not in releases[0].body_html
+
+
+@pytest.mark.parametrize(
+    "url", ["file:///etc/passwd", "/etc/passwd", "ftp://example.org/feed.xml", ""]
+)
+def test_feed_import_never_reads_server_files(app, staff_client, url):
+    response = post_feed(staff_client, url=url)
+    assert response.status_code == 422
+    assert "root:" not in response.get_data(as_text=True)
+
+
+def test_feed_import_refuses_what_is_not_a_feed(app, staff_client):
+    response = post_feed(staff_client, file=b"\x00\x01 not xml at all <<<")
+    assert response.status_code == 422
+    assert "could not be imported" in response.get_data(as_text=True)
+
+
+# --- Digests ------------------------------------------------------------------------------
+
+
+def digest_form(client, **fields) -> dict:
+    data = {
+        "csrf_token": csrf_token(client, "/admin/digests"),
+        "language": "en",
+        "subject": "",
+        "when": "now",
+        "send_at": "",
+        "timezone": "Europe/Brussels",
+    }
+    data.update(fields)
+    return data
+
+
+def add_release(language: str = "en", title: str = "Budget", **fields) -> Release:
+    release = Release(
+        title=title,
+        summary=fields.pop("summary", "Summary."),
+        body_html="<p>Body</p>",
+        language=language,
+        published_at=fields.pop("published_at", utcnow() - timedelta(hours=1)),
+        **fields,
+    )
+    db.session.add(release)
+    return release
+
+
+def test_one_off_digest_is_scheduled_in_the_chosen_time_zone(app, staff_client):
+    data = digest_form(
+        staff_client, when="at", send_at="2031-07-01T08:30:15", timezone="America/New_York"
+    )
+    response = staff_client.post("/admin/digests", data=data)
+    assert response.status_code == 303
+    with app.app_context():
+        digest = db.session.scalar(select(Digest))
+        assert digest.send_at.isoformat() == "2031-07-01T12:30:15"  # EDT is UTC-4
+        assert digest.status == DigestStatus.SCHEDULED and digest.language == "en"
+    page = staff_client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Scheduled for 2031-07-01 12:30 UTC." in page
+    assert '<progress id="digest-progress"' in page
+    assert 'http-equiv="refresh"' in page  # the no-script fallback
+    assert "digest-progress.js" in page
+
+
+@pytest.mark.parametrize(
+    ("fields", "error_field"),
+    [
+        ({"when": "at", "send_at": "2001-01-01T00:00"}, "send_at"),
+        ({"when": "at", "send_at": ""}, "send_at"),
+        ({"when": "at", "send_at": "tomorrow"}, "send_at"),
+        ({"when": "at", "send_at": "2031-01-01T00:00", "timezone": "Mars/Olympus"}, "timezone"),
+        ({"language": "de"}, "language"),
+        ({"subject": "line\nbreak"}, "subject"),
+    ],
+)
+def test_bad_digest_requests_are_refused(app, staff_client, fields, error_field):
+    response = staff_client.post("/admin/digests", data=digest_form(staff_client, **fields))
+    assert response.status_code == 422
+    assert f'id="{error_field}-error"' in response.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Digest.id))) == 0
+
+
+def test_recurring_digest_is_saved_with_its_zone_and_can_be_paused(app, staff_client):
+    data = {
+        "csrf_token": csrf_token(staff_client, "/admin/digests"),
+        "language": "fr",
+        "subject": "",
+        "every": "week",
+        "weekday": "mon",
+        "at": "08:00",
+        "timezone": "Europe/Paris",
+    }
+    assert staff_client.post("/admin/digests/schedules", data=data).status_code == 303
+    with app.app_context():
+        schedule = db.session.scalar(select(DigestSchedule))
+        assert (schedule.cron, schedule.timezone) == ("0 8 * * mon", "Europe/Paris")
+        schedule_id = schedule.id
+    page = staff_client.get("/admin/digests").get_data(as_text=True)
+    assert "0 8 * * mon" in page and "Next: " in page
+    token = csrf_token(staff_client, "/admin/digests")
+    staff_client.post(f"/admin/digests/schedules/{schedule_id}/pause", data={"csrf_token": token})
+    with app.app_context():
+        assert db.session.get(DigestSchedule, schedule_id).status == ScheduleStatus.PAUSED
+    staff_client.post(f"/admin/digests/schedules/{schedule_id}/cancel", data={"csrf_token": token})
+    refused = staff_client.post(
+        f"/admin/digests/schedules/{schedule_id}/resume", data={"csrf_token": token}
+    )
+    assert refused.status_code == 409
+    bad = dict(data, at="25:99")
+    assert staff_client.post("/admin/digests/schedules", data=bad).status_code == 422
+
+
+def test_digest_preview_shows_the_email_escaped_in_a_sandbox(app, staff_client):
+    with app.app_context():
+        add_release(title='<script>alert("t")</script> Budget')
+        digest = Digest(language="en", status=DigestStatus.SCHEDULED, send_at=utcnow())
+        db.session.add(digest)
+        db.session.commit()
+        digest_id = digest.id
+    page = staff_client.get(f"/admin/digests/{digest_id}/preview")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert "<iframe" in html and " sandbox " in html
+    assert '<script>alert("t")' not in html
+    assert "Budget" in html
+    assert "List-Unsubscribe" in html and "/unsubscribe/" in html
+
+
+def test_digest_test_send_goes_to_one_address_only(app, staff_client, mailbox, run_worker):
+    with app.app_context():
+        add_release()
+        add_subscriber("reader@example.org", language="en")
+        tomorrow = utcnow() + timedelta(days=1)
+        digest = Digest(language="en", status=DigestStatus.SCHEDULED, send_at=tomorrow)
+        db.session.add(digest)
+        db.session.commit()
+        digest_id = digest.id
+    path = f"/admin/digests/{digest_id}"
+    token = csrf_token(staff_client, path)
+    bad = staff_client.post(f"{path}/test", data={"csrf_token": token, "email": "nope"})
+    assert bad.status_code == 422
+    assert 'id="test-email-error"' in bad.get_data(as_text=True)
+    good = staff_client.post(f"{path}/test", data={"csrf_token": token, "email": "qa@example.org"})
+    assert good.status_code == 303
+    with app.app_context():
+        assert db.session.get(Digest, digest_id).status == DigestStatus.SCHEDULED
+    run_worker()
+    [copy] = mailbox.wait_for(1)
+    assert copy.to == "qa@example.org"
+    assert copy.header("Subject").startswith("[TEST] ")
+    assert mailbox.to("reader@example.org") == []
+
+
+def test_digest_pause_resume_cancel_and_history(app, staff_client, mailbox, run_worker):
+    with app.app_context():
+        add_release()
+        for index in range(3):
+            add_subscriber(f"reader{index}@example.org", language="en")
+        later = Digest(
+            language="en", status=DigestStatus.SCHEDULED, send_at=utcnow() + timedelta(days=1)
+        )
+        db.session.add(later)
+        db.session.commit()
+        later_id = later.id
+    path = f"/admin/digests/{later_id}"
+    token = csrf_token(staff_client, path)
+    staff_client.post(f"{path}/pause", data={"csrf_token": token})
+    with app.app_context():
+        assert db.session.get(Digest, later_id).paused is True
+    assert "Paused." in staff_client.get(path).get_data(as_text=True)
+    staff_client.post(f"{path}/resume", data={"csrf_token": token})
+    staff_client.post(f"{path}/cancel", data={"csrf_token": token})
+    with app.app_context():
+        cancelled = db.session.get(Digest, later_id)
+        assert cancelled.status == DigestStatus.FAILED and cancelled.failure_reason == "cancelled"
+    again = staff_client.post(f"{path}/pause", data={"csrf_token": token}, follow_redirects=True)
+    assert "already finished" in again.get_data(as_text=True)
+
+    # A digest sent now: the history and the progress endpoint show its counts.
+    created = staff_client.post("/admin/digests", data=digest_form(staff_client))
+    digest_id = int(created.headers["Location"].rsplit("/", 1)[1])
+    run_worker()
+    assert len(mailbox.wait_for(3)) == 3
+    progress = staff_client.get(f"/admin/digests/{digest_id}/progress").get_json()
+    assert progress["status"] == "sent" and progress["finished"] is True
+    assert (progress["recipients"], progress["sent"], progress["failed"]) == (3, 3, 0)
+    assert progress["summary"] == "Done: 3 sent, 0 failed, out of 3."
+    history = staff_client.get("/admin/digests").get_data(as_text=True)
+    assert re.search(r"<td>3</td><td>3</td><td>0</td>", history)
+    finished = staff_client.get(f"/admin/digests/{digest_id}").get_data(as_text=True)
+    assert 'http-equiv="refresh"' not in finished
+    dashboard = staff_client.get("/admin/").get_data(as_text=True)
+    assert re.search(r"<td>3</td><td>3</td><td>0</td>", dashboard)

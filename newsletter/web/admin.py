@@ -6,9 +6,11 @@ globally, and by hand on the CSV import, which needs a larger body limit first).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from flask import (
     Blueprint,
@@ -16,10 +18,15 @@ from flask import (
     Response,
     abort,
     current_app,
+    flash,
+    jsonify,
+    redirect,
     render_template,
     request,
     stream_with_context,
+    url_for,
 )
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from sqlalchemy.exc import IntegrityError
 
@@ -28,9 +35,13 @@ from ..config import (
     CSV_IMPORT_MAX_BYTES,
     CSV_IMPORT_MAX_REQUEST_BYTES,
     DASHBOARD_DAYS,
+    DIGEST_PROGRESS_POLL_SECONDS,
+    FEED_UPLOAD_MAX_BYTES,
     LANGUAGES,
 )
+from ..delivery.digests import preview_message, queue_test_send
 from ..delivery.imports import apply_subscriber_import
+from ..domain.addresses import InvalidAddress, normalise_address
 from ..domain.console import (
     STATUSES,
     DayMovement,
@@ -46,9 +57,44 @@ from ..domain.console import (
     status_counts,
     subscriber_page,
 )
+from ..domain.digests import (
+    DigestStateError,
+    Progress,
+    cancel_digest,
+    create_digest,
+    create_schedule,
+    digest_progress,
+    digests_query,
+    get_digest,
+    pause_digest,
+    resume_digest,
+    schedule_as_dict,
+    schedules_query,
+    set_schedule_status,
+)
+from ..domain.releases import (
+    RELEASE_FIELDS,
+    FeedError,
+    InvalidInput,
+    clean_release,
+    create_release,
+    import_feed,
+    list_releases,
+    paginate,
+    read_feed_source,
+    update_release,
+)
 from ..domain.subscriptions import InvalidField
 from ..extensions import csrf, db
-from ..models import Subscriber, utcnow
+from ..models import (
+    Digest,
+    DigestSchedule,
+    DigestStatus,
+    Release,
+    ScheduleStatus,
+    Subscriber,
+    utcnow,
+)
 from .auth import staff_required
 from .inputs import InputError
 
@@ -138,10 +184,16 @@ def movement_chart(
         )
 
     ticks = sorted({0, peak // 2, peak}) if peak > 1 else [0, 1]
+    last = len(movements) - 1
     labels = [
-        {"x": left + index * step, "text": movement.day.strftime("%d/%m")}
+        {
+            "x": left + index * step,
+            "text": movement.day.strftime("%d/%m"),
+            # The first and last labels sit inside the drawing instead of being cut in half.
+            "anchor": "start" if index == 0 else "end" if index == last else "middle",
+        }
         for index, movement in enumerate(movements)
-        if index % 15 == 0 or index == len(movements) - 1
+        if (index % 15 == 0 and last - index >= 8) or index == last
     ]
     return {
         "width": width,
@@ -369,6 +421,430 @@ def import_template():
         mimetype="text/csv",
         headers={"Content-Disposition": 'attachment; filename="subscribers-template.csv"'},
     )
+
+
+# --- Times typed in the console ----------------------------------------------------------
+
+DEFAULT_TIMEZONE = "Europe/Brussels"
+
+
+def local_time_to_iso(value: str, timezone: str, field: str) -> str:
+    """A ``datetime-local`` value read in ``timezone``, as ISO 8601 with its UTC offset."""
+    try:
+        zone = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(
+            {"timezone": _("Unknown time zone; use a name such as Europe/Brussels.")}
+        ) from None
+    try:
+        naive = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput({field: _("Give a date and a time.")}) from None
+    if naive.tzinfo is not None:
+        raise InvalidInput({field: _("Give a date and a time.")})
+    return naive.replace(tzinfo=zone).isoformat()
+
+
+def utc_to_local_input(value: datetime | None, timezone: str) -> str:
+    """Naive UTC as a ``datetime-local`` value in ``timezone``."""
+    if value is None:
+        return ""
+    local = value.replace(tzinfo=UTC).astimezone(ZoneInfo(timezone))
+    return local.strftime("%Y-%m-%dT%H:%M")
+
+
+def zone_of_form(form: Mapping[str, str]) -> str:
+    timezone = (form.get("timezone") or DEFAULT_TIMEZONE).strip()
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(
+            {"timezone": _("Unknown time zone; use a name such as Europe/Brussels.")}
+        ) from None
+    return timezone
+
+
+@blueprint.context_processor
+def zone_names() -> dict[str, Any]:
+    return {"time_zones": sorted(available_timezones()), "default_timezone": DEFAULT_TIMEZONE}
+
+
+# --- Releases -----------------------------------------------------------------------------
+
+
+@blueprint.get("/releases")
+@staff_required
+def releases():
+    language = request.args.get("language", "")
+    if language and language not in LANGUAGES:
+        raise InputError(400, "invalid", _("Check the filters."), {"language": "fr, en"})
+    page = list_releases(
+        page=int_arg("page"), per_page=CONSOLE_PAGE_SIZE, language=language or None
+    )
+    return render_template(
+        "admin/releases.html",
+        page=page,
+        language=language,
+        languages=LANGUAGES,
+        filter_args={"language": language} if language else {},
+    )
+
+
+def release_form_data(form: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The release fields of the form, the publication time read in its time zone, and the
+    errors of those two fields (the others are checked by the releases domain)."""
+    data: dict[str, Any] = {name: form.get(name, "") for name in RELEASE_FIELDS}
+    errors: dict[str, str] = {}
+    if data["published_at"]:
+        try:
+            data["published_at"] = local_time_to_iso(
+                data["published_at"], zone_of_form(form), "published_at"
+            )
+        except InvalidInput as exc:
+            errors.update(exc.fields)
+            data["published_at"] = None
+    return data, errors
+
+
+def release_form_values(release: Release | None, timezone: str) -> dict[str, str]:
+    if release is None:
+        return {"language": str(get_locale() or "fr")[:2], "timezone": timezone}
+    return {
+        "title": release.title,
+        "dateline": release.dateline or "",
+        "summary": release.summary or "",
+        "body": release.body_html or "",
+        "url": release.url or "",
+        "image_url": release.image_url or "",
+        "video_url": release.video_url or "",
+        "language": release.language,
+        "published_at": utc_to_local_input(release.published_at, timezone),
+        "timezone": timezone,
+    }
+
+
+def release_form(release: Release | None):
+    """Create or edit a release; "preview" shows the sanitised body without saving."""
+    if request.method == "GET":
+        values = release_form_values(release, DEFAULT_TIMEZONE)
+        return render_template("admin/release_form.html", release=release, values=values, errors={})
+    values = {name: request.form.get(name, "") for name in (*RELEASE_FIELDS, "timezone")}
+    action = request.form.get("action", "save")
+    data, time_errors = release_form_data(request.form)
+    try:
+        if time_errors:
+            clean_release(data)  # gathers the other fields' errors too
+            raise InvalidInput(time_errors)
+        if action == "preview":
+            cleaned = clean_release(data)
+            return render_template(
+                "admin/release_form.html",
+                release=release,
+                values=values,
+                errors={},
+                preview=cleaned,
+            )
+        if release is None:
+            release = create_release(data)
+        else:
+            update_release(release, data)
+        db.session.commit()
+    except InvalidInput as exc:
+        db.session.rollback()
+        errors = {**exc.fields, **time_errors}
+        return render_template(
+            "admin/release_form.html", release=release, values=values, errors=errors
+        ), 422
+    flash(_("The release is saved."), "ok")
+    return redirect(url_for("admin.edit_release", release_id=release.id), 303)
+
+
+@blueprint.route("/releases/new", methods=["GET", "POST"])
+@staff_required
+def new_release():
+    return release_form(None)
+
+
+@blueprint.route("/releases/<int:release_id>", methods=["GET", "POST"])
+@staff_required
+def edit_release(release_id: int):
+    release = db.session.get(Release, release_id)
+    if release is None:
+        abort(404)
+    return release_form(release)
+
+
+@blueprint.post("/releases/import")
+@csrf.exempt  # checked below, once the larger body limit of an upload is in place
+@staff_required
+def import_releases():
+    request.max_content_length = FEED_UPLOAD_MAX_BYTES + 64 * 1024
+    request.max_form_memory_size = FEED_UPLOAD_MAX_BYTES + 64 * 1024
+    csrf.protect()
+    language = request.form.get("default_language", "fr")
+    if language not in LANGUAGES:
+        language = "fr"
+    upload = request.files.get("file")
+    url = (request.form.get("url") or "").strip()
+    try:
+        if upload is not None and upload.filename:
+            data = upload.stream.read(FEED_UPLOAD_MAX_BYTES + 1)
+            if len(data) > FEED_UPLOAD_MAX_BYTES:
+                raise FeedError(_("The file is too large."))
+            source = upload.filename
+        elif url:
+            # Only web addresses: a path typed here must never read the server's own files.
+            if urlsplit(url).scheme not in ("http", "https"):
+                raise FeedError(_("Give an http or https address."))
+            data = read_feed_source(url)
+            source = url
+        else:
+            raise FeedError(_("Choose a feed file or give its address."))
+        report = import_feed(data, default_language=language)
+        db.session.commit()
+    except FeedError as exc:
+        db.session.rollback()
+        return render_template("admin/feed_report.html", report=None, error=str(exc)), 422
+    return render_template("admin/feed_report.html", report=report, source=source, error=None)
+
+
+# --- Digests ------------------------------------------------------------------------------
+
+
+def digest_summary(digest: Digest, progress: Progress) -> str:
+    """One sentence on where a digest stands, in the staff member's language."""
+    if digest.status == DigestStatus.SCHEDULED:
+        text = _("Scheduled for %(time)s.", time=console_time(digest.send_at))
+    elif digest.status == DigestStatus.SENDING:
+        text = _(
+            "Sending: %(done)s of %(recipients)s done (%(sent)s sent, %(failed)s failed).",
+            done=progress.done,
+            recipients=progress.recipients,
+            sent=progress.sent,
+            failed=progress.failed,
+        )
+    elif digest.status == DigestStatus.SENT:
+        text = _(
+            "Done: %(sent)s sent, %(failed)s failed, out of %(recipients)s.",
+            sent=progress.sent,
+            failed=progress.failed,
+            recipients=progress.recipients,
+        )
+    elif digest.status == DigestStatus.SKIPPED:
+        text = _("Skipped: there was nothing new to send.")
+    elif digest.failure_reason == "cancelled":
+        text = _("Cancelled: %(sent)s had been sent.", sent=progress.sent)
+    elif digest.failure_reason == "missed":
+        text = _("Missed: no worker was running at its time.")
+    else:
+        text = _("Failed: %(reason)s", reason=digest.failure_reason or "")
+    if digest.paused and digest.status in (DigestStatus.SCHEDULED, DigestStatus.SENDING):
+        text += " " + _("Paused.")
+    return text
+
+
+def progress_json(digest: Digest) -> dict[str, Any]:
+    progress = digest_progress(digest)
+    finished = digest.status not in (DigestStatus.SCHEDULED, DigestStatus.SENDING)
+    return {
+        "id": digest.id,
+        "status": digest.status,
+        "status_label": status_label(digest.status),
+        "paused": digest.paused,
+        "recipients": progress.recipients,
+        "sent": progress.sent,
+        "failed": progress.failed,
+        "pending": progress.pending,
+        "skipped": progress.skipped,
+        "done": progress.done,
+        "finished": finished,
+        "summary": digest_summary(digest, progress),
+    }
+
+
+@blueprint.get("/digests")
+@staff_required
+def digests():
+    history = paginate(digests_query(), page=int_arg("page"), per_page=CONSOLE_PAGE_SIZE)
+    schedules = db.session.scalars(schedules_query()).all()
+    return render_template(
+        "admin/digests.html",
+        page=history,
+        schedules=[schedule_as_dict(schedule) for schedule in schedules],
+        languages=LANGUAGES,
+        values={"language": str(get_locale() or "fr")[:2], "timezone": DEFAULT_TIMEZONE},
+        errors={},
+        schedule_values={"timezone": DEFAULT_TIMEZONE, "every": "week", "at": "08:00"},
+        schedule_errors={},
+    )
+
+
+def render_digests_with_errors(**overrides: Any):
+    context: dict[str, Any] = {
+        "page": paginate(digests_query(), page=1, per_page=CONSOLE_PAGE_SIZE),
+        "schedules": [schedule_as_dict(s) for s in db.session.scalars(schedules_query()).all()],
+        "languages": LANGUAGES,
+        "values": {"timezone": DEFAULT_TIMEZONE},
+        "errors": {},
+        "schedule_values": {"timezone": DEFAULT_TIMEZONE, "every": "week", "at": "08:00"},
+        "schedule_errors": {},
+    }
+    context.update(overrides)
+    return render_template("admin/digests.html", **context), 422
+
+
+@blueprint.post("/digests")
+@staff_required
+def create_one_off_digest():
+    form = request.form
+    values = {
+        name: form.get(name, "") for name in ("language", "subject", "when", "send_at", "timezone")
+    }
+    try:
+        data: dict[str, Any] = {"language": form.get("language"), "subject": form.get("subject")}
+        if form.get("when") == "at":
+            if not form.get("send_at"):
+                raise InvalidInput({"send_at": _("Give a date and a time.")})
+            data["send_at"] = local_time_to_iso(form["send_at"], zone_of_form(form), "send_at")
+        digest = create_digest(data)
+        db.session.commit()
+    except InvalidInput as exc:
+        db.session.rollback()
+        return render_digests_with_errors(values=values, errors=exc.fields)
+    flash(_("The digest is scheduled."), "ok")
+    return redirect(url_for("admin.digest", digest_id=digest.id), 303)
+
+
+@blueprint.post("/digests/schedules")
+@staff_required
+def create_recurring_digest():
+    form = request.form
+    names = ("language", "subject", "every", "at", "weekday", "timezone")
+    values = {name: form.get(name, "") for name in names}
+    data = {name: value for name, value in values.items() if value != ""}
+    if data.get("every") == "day":
+        data.pop("weekday", None)
+    try:
+        create_schedule(data)
+        db.session.commit()
+    except InvalidInput as exc:
+        db.session.rollback()
+        return render_digests_with_errors(schedule_values=values, schedule_errors=exc.fields)
+    flash(_("The recurring digest is saved."), "ok")
+    return redirect(url_for("admin.digests"), 303)
+
+
+@blueprint.post("/digests/schedules/<int:schedule_id>/<any(pause, resume, cancel):action>")
+@staff_required
+def change_schedule(schedule_id: int, action: str):
+    schedule = db.session.get(DigestSchedule, schedule_id)
+    if schedule is None:
+        abort(404)
+    status = {
+        "pause": ScheduleStatus.PAUSED,
+        "resume": ScheduleStatus.ACTIVE,
+        "cancel": ScheduleStatus.CANCELLED,
+    }[action]
+    try:
+        set_schedule_status(schedule, status)
+        db.session.commit()
+    except DigestStateError:
+        db.session.rollback()
+        raise InputError(409, "conflict", _("This schedule is cancelled.")) from None
+    return redirect(url_for("admin.digests"), 303)
+
+
+def load_digest(digest_id: int) -> Digest:
+    digest = get_digest(digest_id)
+    if digest is None:
+        abort(404)
+    return digest
+
+
+@blueprint.get("/digests/<int:digest_id>")
+@staff_required
+def digest(digest_id: int):
+    row = load_digest(digest_id)
+    return render_template(
+        "admin/digest.html",
+        digest=row,
+        progress=progress_json(row),
+        poll_seconds=DIGEST_PROGRESS_POLL_SECONDS,
+    )
+
+
+@blueprint.get("/digests/<int:digest_id>/progress")
+@staff_required
+def digest_progress_json(digest_id: int):
+    response = jsonify(progress_json(load_digest(digest_id)))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@blueprint.get("/digests/<int:digest_id>/preview")
+@staff_required
+def preview_digest(digest_id: int):
+    row = load_digest(digest_id)
+    message = preview_message(row)
+    parts = {
+        part.get_content_type(): part.get_content()
+        for part in message.walk()
+        if part.get_content_type() in ("text/plain", "text/html")
+    }
+    return render_template(
+        "admin/digest_preview.html",
+        digest=row,
+        subject=str(message["Subject"] or ""),
+        headers={name: str(message[name] or "") for name in ("From", "List-Unsubscribe")},
+        text=parts.get("text/plain", ""),
+        html=parts.get("text/html", ""),
+    )
+
+
+@blueprint.post("/digests/<int:digest_id>/test")
+@staff_required
+def test_send_digest(digest_id: int):
+    row = load_digest(digest_id)
+    try:
+        address = normalise_address(request.form.get("email"))
+    except InvalidAddress as exc:
+        return render_template(
+            "admin/digest.html",
+            digest=row,
+            progress=progress_json(row),
+            poll_seconds=DIGEST_PROGRESS_POLL_SECONDS,
+            test_email=request.form.get("email", ""),
+            test_error=_("Not a valid email address: %(detail)s", detail=str(exc)),
+        ), 422
+    queue_test_send(row, address.email)
+    db.session.commit()
+    flash(_("A test copy is on its way to %(email)s.", email=address.email), "ok")
+    return redirect(url_for("admin.digest", digest_id=row.id), 303)
+
+
+@blueprint.post("/digests/<int:digest_id>/<any(pause, resume, cancel):action>")
+@staff_required
+def change_digest(digest_id: int, action: str):
+    row = load_digest(digest_id)
+    try:
+        if action == "pause":
+            pause_digest(row)
+        elif action == "resume":
+            resume_digest(row)
+        else:
+            cancel_digest(row)
+        db.session.commit()
+    except DigestStateError:
+        db.session.rollback()
+        flash(_("This digest has already finished; nothing was changed."), "bad")
+        return redirect(url_for("admin.digest", digest_id=row.id), 303)
+    messages = {
+        "pause": _("The digest is paused."),
+        "resume": _("The digest is resumed."),
+        "cancel": _("The digest is cancelled: nothing more goes out."),
+    }
+    flash(messages[action], "ok")
+    return redirect(url_for("admin.digest", digest_id=row.id), 303)
 
 
 def init_app(app: Flask) -> None:

@@ -47,6 +47,8 @@ def live_app(chromium, database_url, smtp_sink, tmp_path_factory) -> Iterator[Li
         smtp_port=smtp_sink.port,
         secret_key=TEST_SECRET_KEY,
         log_dir=tmp_path_factory.mktemp("live-app"),
+        # Small paced batches, so a digest takes a few seconds and its progress can be watched.
+        extra_env={"NEWSLETTER_SEND_BATCH_SIZE": "5", "NEWSLETTER_SEND_MAX_RATE": "10"},
     )
     live.start()
     try:

@@ -47,6 +47,7 @@ class LiveApp:
     secret_key: str
     log_dir: Path
     port: int = field(default_factory=free_port)
+    extra_env: dict[str, str] = field(default_factory=dict)
     processes: list[subprocess.Popen] = field(default_factory=list)
 
     @property
@@ -72,6 +73,7 @@ class LiveApp:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        env.update(self.extra_env)
         return env
 
     def _start(self, name: str, *args: str) -> subprocess.Popen:
