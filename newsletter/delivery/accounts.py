@@ -18,6 +18,7 @@ from ..domain.accounts import (
     verification_token,
 )
 from ..domain.addresses import Address
+from ..mail.render import render_email
 from ..models import OutboxMessage, User
 from .links import public_url_for
 from .outbox import queue_email
@@ -79,6 +80,19 @@ def send_reset_code(user: User, *, next_url: str | None = None) -> bool:
         minutes=_minutes(codes.RESET_PASSWORD),
     )
     return True
+
+
+def render_decoy_reset_email(language: str) -> None:
+    """Do the rendering work of a reset email for an address with no account, and throw it
+    away: the answer to "send me a code" then takes about as long whether or not the address
+    is registered (a timing side channel would undo the identical answers)."""
+    render_email(
+        "account_reset",
+        language,
+        code=codes.generate_code(),
+        reset_url=public_url_for("accounts.reset_confirm", token="x" * 120),
+        minutes=_minutes(codes.RESET_PASSWORD),
+    )
 
 
 def send_change_email_code(user: User, new_address: Address) -> bool:

@@ -33,6 +33,7 @@ from ..delivery.accounts import (
     queue_account_exists_notice,
     queue_email_changed,
     queue_password_changed,
+    render_decoy_reset_email,
     send_change_email_code,
     send_reset_code,
     send_verification_code,
@@ -405,6 +406,8 @@ def _reset_request(payload: dict[str, Any]) -> str | None:
     if user is not None:
         send_reset_code(user, next_url=next_url)
         db.session.commit()
+    else:
+        render_decoy_reset_email(request_language())
     session["reset_email"] = address.email
     return next_url
 
