@@ -6,6 +6,7 @@ import time
 
 import click
 from flask import Flask
+from flask.cli import AppGroup
 
 from ..config import LANGUAGES
 from ..delivery.digests import run_digest
@@ -17,7 +18,7 @@ from ..models import Digest, DigestStatus
 POLL_SECONDS = 0.5
 
 
-@click.group("digests")
+@click.group("digests", cls=AppGroup)
 def digests_group() -> None:
     """Digests of the latest releases."""
 

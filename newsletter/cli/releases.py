@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import click
 from flask import Flask
+from flask.cli import AppGroup
 from sqlalchemy import func, select
 
 from ..config import LANGUAGES
@@ -46,7 +47,7 @@ SAMPLE_RELEASES = [
 ]
 
 
-@click.group("releases")
+@click.group("releases", cls=AppGroup)
 def releases_group() -> None:
     """News releases."""
 

@@ -15,7 +15,6 @@ worst re-send a batch, never skip anyone.
 from __future__ import annotations
 
 import email
-import hashlib
 import logging
 import threading
 import time
@@ -55,10 +54,11 @@ from ..domain.digests import (
 )
 from ..domain.subscriptions import unsubscribe_token
 from ..extensions import db
+from ..mail.bulk import open_bulk_transport
 from ..mail.message import envelope_sender
 from ..mail.prepared import UNSUBSCRIBE_MARKER, PreparedMessage, Recipient, build_template
 from ..mail.render import render_email
-from ..mail.transport import DeliveryError, Transport, open_transport
+from ..mail.transport import DeliveryError, Transport
 from ..models import (
     Delivery,
     DeliveryStatus,
@@ -135,8 +135,7 @@ class UnsubscribeLinks:
 
 def message_id(digest_id: int, subscriber_id: int, prepared: PreparedMessage) -> str:
     """Stable per digest and subscriber, so a re-send after a crash carries the same id."""
-    nonce = hashlib.blake2s(prepared.template, digest_size=5).hexdigest()
-    return f"<digest-{digest_id}.{subscriber_id}.{nonce}@{prepared.domain}>"
+    return f"<digest-{digest_id}.{subscriber_id}.{prepared.nonce}@{prepared.domain}>"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,10 +160,12 @@ def fan_out(digest_id: int, language: str, now: datetime) -> int:
         literal(now, DateTime),
     ).where(Subscriber.status == SubscriberStatus.CONFIRMED, Subscriber.language == language)
     result = db.session.execute(
-        insert(Delivery).from_select(
+        insert(Delivery)
+        .from_select(
             ["digest_id", "subscriber_id", "status", "attempts", "next_attempt_at", "updated_at"],
             recipients,
         )
+        .execution_options(preserve_rowcount=True)  # SQLAlchemy 2 gives -1 for INSERT without it
     )
     return result.rowcount
 
@@ -676,7 +677,7 @@ class DeliverySender:
 
     def run(self, *, until_idle: bool, poll_interval: float = 1.0) -> None:
         with self.app.app_context():
-            transport = open_transport(self.app.config["MAIL_URL"])
+            transport = open_bulk_transport(self.app.config["MAIL_URL"])
             sender = envelope_sender(self.app.config["MAIL_FROM"])
             links = UnsubscribeLinks()
             try:

@@ -392,8 +392,9 @@ def import_feed(data: bytes, *, default_language: str = LANGUAGES[0]) -> ImportR
     The caller commits.
     """
     parsed = feedparser.parse(data)
-    if parsed.get("bozo") and not parsed.entries:
-        raise FeedError(f"not a feed: {parsed.get('bozo_exception')}")
+    if not parsed.get("version") or (parsed.get("bozo") and not parsed.entries):
+        reason = parsed.get("bozo_exception") or "no RSS or Atom document found"
+        raise FeedError(f"not a feed: {reason}")
     feed_language = parsed.feed.get("language")
     report = ImportReport()
     by_guid: dict[str, dict[str, Any]] = {}

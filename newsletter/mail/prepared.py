@@ -14,6 +14,7 @@ NUL never occurs in a message we build, so it can mark slots safely.
 from __future__ import annotations
 
 import binascii
+import hashlib
 import html
 import secrets
 import time
@@ -60,10 +61,9 @@ def _qp_with_slot(text: str, slot: str) -> bytes:
     text = text.replace("\r\n", "\n")
     pieces = text.split(UNSUBSCRIBE_MARKER)
     joint = b"=\r\n" + _slot(slot) + b"=\r\n"
-    encoded = joint.join(_qp(piece) for piece in pieces)
-    if not encoded.endswith(b"\r\n"):
-        encoded += b"\r\n"
-    return encoded
+    # The line break before a boundary belongs to the boundary (RFC 2046): one more keeps the
+    # text's own last line break.
+    return joint.join(_qp(piece) for piece in pieces) + b"\r\n"
 
 
 def _header(name: str, value: str) -> bytes:
@@ -175,6 +175,8 @@ class PreparedMessage:
         if unknown or len(self._literals) != len(slot_names) + 1:
             raise ValueError(f"not a message template (slots {sorted(unknown)})")
         self._slot_indexes = [_SLOT_INDEX[name] for name in slot_names]
+        # Tells renderings apart in Message-IDs (same digest, same subscriber, same id).
+        self.nonce = hashlib.blake2s(template, digest_size=5).hexdigest()
         self.domain = sender_domain(self._header_text(b"From") or "")
 
     def _header_text(self, name: bytes) -> str | None:
