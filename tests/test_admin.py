@@ -96,7 +96,7 @@ def add_subscriber(email: str, **fields) -> Subscriber:
 def sample_path(rule: str) -> str:
     """A rule with sample values: 1 for ids, the first choice of an ``any`` converter."""
     path = re.sub(r"<any\(\s*(\w+)[^>]*>", r"\1", rule)
-    return re.sub(r"<(?:int:)?\w+>", "1", path)
+    return re.sub(r"<[^>]+>", "1", path)
 
 
 def admin_endpoints(app, method: str) -> list[str]:
@@ -851,3 +851,51 @@ def test_digest_pause_resume_cancel_and_history(app, staff_client, mailbox, run_
     assert 'http-equiv="refresh"' not in finished
     dashboard = staff_client.get("/admin/").get_data(as_text=True)
     assert re.search(r"<td>3</td><td>3</td><td>0</td>", dashboard)
+
+
+# --- Hostile input ------------------------------------------------------------------------
+
+
+def test_ids_too_large_for_the_database_are_not_found(app, staff_client):
+    huge = "9" * 30
+    for path in (
+        f"/admin/subscribers/{huge}",
+        f"/admin/releases/{huge}",
+        f"/admin/digests/{huge}",
+        f"/admin/digests/{huge}/progress",
+        f"/admin/digests/{huge}/preview",
+        "/admin/subscribers/9223372036854775807",
+    ):
+        assert staff_client.get(path).status_code == 404, path
+
+
+@pytest.mark.parametrize(
+    ("send_at", "timezone"),
+    [
+        ("0001-01-01T00:00", "Asia/Tokyo"),
+        ("9999-12-31T23:59", "America/Los_Angeles"),
+        ("1900-01-01T00:00", "Europe/Brussels"),
+        ("2031-01-01T00:00+02:00", "Europe/Brussels"),
+        ("2031-13-01T00:00", "Europe/Brussels"),
+        ("x" * 5000, "Europe/Brussels"),
+    ],
+)
+def test_impossible_times_are_refused_not_crashed(app, staff_client, send_at, timezone):
+    digest = staff_client.post(
+        "/admin/digests",
+        data=digest_form(staff_client, when="at", send_at=send_at, timezone=timezone),
+    )
+    assert digest.status_code == 422
+    release = staff_client.post(
+        "/admin/releases/new",
+        data=release_form(
+            staff_client, "/admin/releases/new", published_at=send_at, timezone=timezone
+        ),
+    )
+    assert release.status_code == 422
+    assert 'id="published_at-error"' in release.get_data(as_text=True)
+
+
+def test_overlong_search_is_refused(app, staff_client):
+    assert staff_client.get("/admin/subscribers?q=" + "a" * 400).status_code == 400
+    assert staff_client.get("/admin/subscribers/export.csv?q=" + "a" * 400).status_code == 400

@@ -99,6 +99,8 @@ from .auth import staff_required
 from .inputs import InputError
 
 blueprint = Blueprint("admin", __name__, url_prefix="/admin")
+# Ids fit a signed 64-bit column: a longer number in a URL is a 404, not a database error.
+ID = "int(max=9223372036854775807)"
 
 LANGUAGE_NAMES = {"fr": "Français", "en": "English"}
 
@@ -252,7 +254,7 @@ def subscribers():
     )
 
 
-@blueprint.get("/subscribers/<int:subscriber_id>")
+@blueprint.get(f"/subscribers/<{ID}:subscriber_id>")
 @staff_required
 def subscriber(subscriber_id: int):
     row = db.session.get(Subscriber, subscriber_id)
@@ -442,7 +444,14 @@ def local_time_to_iso(value: str, timezone: str, field: str) -> str:
         raise InvalidInput({field: _("Give a date and a time.")}) from None
     if naive.tzinfo is not None:
         raise InvalidInput({field: _("Give a date and a time.")})
-    return naive.replace(tzinfo=zone).isoformat()
+    aware = naive.replace(tzinfo=zone)
+    try:
+        in_utc = aware.astimezone(UTC)
+    except OverflowError:  # year 1 east of Greenwich, year 9999 west of it
+        raise InvalidInput({field: _("Give a date and a time.")}) from None
+    if not 1970 <= in_utc.year <= 9999:
+        raise InvalidInput({field: _("Give a date and a time.")})
+    return aware.isoformat()
 
 
 def utc_to_local_input(value: datetime | None, timezone: str) -> str:
@@ -565,7 +574,7 @@ def new_release():
     return release_form(None)
 
 
-@blueprint.route("/releases/<int:release_id>", methods=["GET", "POST"])
+@blueprint.route(f"/releases/<{ID}:release_id>", methods=["GET", "POST"])
 @staff_required
 def edit_release(release_id: int):
     release = db.session.get(Release, release_id)
@@ -734,7 +743,7 @@ def create_recurring_digest():
     return redirect(url_for("admin.digests"), 303)
 
 
-@blueprint.post("/digests/schedules/<int:schedule_id>/<any(pause, resume, cancel):action>")
+@blueprint.post(f"/digests/schedules/<{ID}:schedule_id>/<any(pause, resume, cancel):action>")
 @staff_required
 def change_schedule(schedule_id: int, action: str):
     schedule = db.session.get(DigestSchedule, schedule_id)
@@ -761,7 +770,7 @@ def load_digest(digest_id: int) -> Digest:
     return digest
 
 
-@blueprint.get("/digests/<int:digest_id>")
+@blueprint.get(f"/digests/<{ID}:digest_id>")
 @staff_required
 def digest(digest_id: int):
     row = load_digest(digest_id)
@@ -773,7 +782,7 @@ def digest(digest_id: int):
     )
 
 
-@blueprint.get("/digests/<int:digest_id>/progress")
+@blueprint.get(f"/digests/<{ID}:digest_id>/progress")
 @staff_required
 def digest_progress_json(digest_id: int):
     response = jsonify(progress_json(load_digest(digest_id)))
@@ -781,7 +790,7 @@ def digest_progress_json(digest_id: int):
     return response
 
 
-@blueprint.get("/digests/<int:digest_id>/preview")
+@blueprint.get(f"/digests/<{ID}:digest_id>/preview")
 @staff_required
 def preview_digest(digest_id: int):
     row = load_digest(digest_id)
@@ -801,7 +810,7 @@ def preview_digest(digest_id: int):
     )
 
 
-@blueprint.post("/digests/<int:digest_id>/test")
+@blueprint.post(f"/digests/<{ID}:digest_id>/test")
 @staff_required
 def test_send_digest(digest_id: int):
     row = load_digest(digest_id)
@@ -822,7 +831,7 @@ def test_send_digest(digest_id: int):
     return redirect(url_for("admin.digest", digest_id=row.id), 303)
 
 
-@blueprint.post("/digests/<int:digest_id>/<any(pause, resume, cancel):action>")
+@blueprint.post(f"/digests/<{ID}:digest_id>/<any(pause, resume, cancel):action>")
 @staff_required
 def change_digest(digest_id: int, action: str):
     row = load_digest(digest_id)
