@@ -294,3 +294,57 @@ def test_a_template_never_takes_a_line_break_in_a_header():
             RenderedEmail(subject="a\r\nBcc: x@example.org", text="t", html="h", language="en"),
             mail_from="news@example.org",
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def test_digests_commands_send_now_status_and_list(app, runner, mailbox, run_worker):
+    with app.app_context():
+        add_subscribers(3, language="en")
+        add_release(language="en", title="Command line news")
+    result = runner.invoke(args=["digests", "send-now", "--language", "en"])
+    assert result.exit_code == 0, result.output
+    assert "sending: 3 recipients, 0 sent, 0 failed, 3 pending" in result.output
+    digest_id = int(result.output.split()[1])
+
+    listing = runner.invoke(args=["digests", "list"])
+    assert listing.exit_code == 0
+    assert "Command line news" in listing.output and "sending" in listing.output
+
+    run_worker()
+    assert len(mailbox.wait_for(3)) == 3
+    status = runner.invoke(args=["digests", "status", str(digest_id)])
+    assert status.exit_code == 0
+    assert f"digest {digest_id} [en] sent: 3 recipients, 3 sent, 0 failed, 0 pending" in (
+        status.output
+    )
+    missing = runner.invoke(args=["digests", "status", "999"])
+    assert missing.exit_code != 0 and "no digest 999" in missing.output
+    nothing_new = runner.invoke(args=["digests", "send-now", "--language", "en"])
+    assert "skipped" in nothing_new.output
+
+
+def test_digests_status_shows_a_progress_bar_while_sending(app, runner, mailbox):
+    import threading
+
+    from newsletter.delivery.digests import DigestSendingPool
+
+    app.config["SEND_MAX_RATE"] = 40
+    with app.app_context():
+        add_subscribers(20, language="fr")
+        add_release(language="fr")
+        digest_id = schedule_now("fr")
+        assert run_digest(digest_id).result == "sending"
+    sender = threading.Thread(target=DigestSendingPool(app).run_until_idle)
+    sender.start()
+    try:
+        result = runner.invoke(args=["digests", "status", str(digest_id)])
+    finally:
+        sender.join(30)
+    assert result.exit_code == 0, result.output
+    # click draws the bar on a terminal; here it shows its label, then the final counts.
+    label, final = result.output.strip().splitlines()[-2:]
+    assert label.startswith("sending")
+    assert final == f"digest {digest_id} [fr] sent: 20 recipients, 20 sent, 0 failed, 0 pending"
