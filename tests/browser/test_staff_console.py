@@ -218,6 +218,41 @@ def test_console_pages_in_french_and_on_a_phone(visit, app):
         check_page(page)
         visit.screenshot(page, f"console-{name}-fr")
 
+    # A CSV import in the browser: preview, then the report.
+    page.goto("/admin/subscribers/import")
+    page.locator("#file").set_input_files(
+        files=[
+            {
+                "name": "abonnes.csv",
+                "mimeType": "text/csv",
+                "buffer": (
+                    "email;name;language\r\nnouvelle@example.org;Zoé;fr\r\n"
+                    "pas-une-adresse;X;fr\r\nreader01@example.org;;en\r\n"
+                ).encode(),
+            }
+        ]
+    )
+    with page.expect_navigation():
+        page.get_by_role("button", name="Prévisualiser l’import").click()
+    report = page.locator("table.import-report").inner_text()
+    assert "Pas de consentement enregistré" in report
+    assert "Adresse e-mail non valide" in report
+    assert "Déjà dans la liste (confirmé)" in report
+    check_page(page)
+    visit.screenshot(page, "console-import-preview-fr")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Importer 1 adresse").click()
+    assert (
+        "Import terminé : 0 importés comme confirmés, 1 importés en attente"
+        in page.locator("main").inner_text()
+    )
+    visit.screenshot(page, "console-import-done-fr")
+    with app.app_context():
+        row = db.session.scalar(
+            select(Subscriber).where(Subscriber.email_key == "nouvelle@example.org")
+        )
+        assert (row.status, row.name, row.consent_source) == ("pending", "Zoé", "import")
+
     phone = visit.new_page(locale="en-GB", phone=True)
     log_in(phone)
     for name, path in [
