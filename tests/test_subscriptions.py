@@ -623,3 +623,4 @@ def test_healthz_answers_when_the_database_does(client):
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.get_json()["database"] == "up"
+
