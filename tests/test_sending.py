@@ -409,3 +409,59 @@ def test_bulk_transport_pipelines_and_reports_refusals(pipelining):
     ]
     assert handler.received[0][1] == message
     assert handler.received[2][1].startswith(b"Subject: y\n\nbare\n")
+
+
+def test_fan_out_is_a_single_statement_whatever_the_list_size(app):
+    """No per-subscriber statement: the SQL a run issues does not grow with the list."""
+    from sqlalchemy import event
+
+    def statements_for(size: int, language: str) -> list[str]:
+        with app.app_context():
+            add_subscribers(size, language=language)
+            add_release(language=language)
+            digest = create_digest({"language": language})
+            db.session.commit()
+            seen: list[str] = []
+
+            def record(conn, cursor, statement, parameters, context, executemany):
+                seen.append(statement)
+
+            event.listen(db.engine, "before_cursor_execute", record)
+            try:
+                run_digest(digest.id)
+            finally:
+                event.remove(db.engine, "before_cursor_execute", record)
+            return seen
+
+    small, large = statements_for(3, "en"), statements_for(600, "fr")
+    inserts = [s for s in large if s.lstrip().upper().startswith("INSERT INTO DELIVERIES")]
+    assert len(inserts) == 1 and "SELECT" in inserts[0].upper()
+    assert len(large) == len(small)
+
+
+@pytest.mark.postgres_only
+def test_claims_skip_rows_another_worker_holds_on_postgresql(app, is_postgres):
+    if not is_postgres:
+        pytest.skip("FOR UPDATE SKIP LOCKED is PostgreSQL's; SQLite serialises writers instead")
+    with app.app_context():
+        add_subscribers(10, language="en")
+        add_release(language="en")
+        start_digest()
+        # Another worker's claim transaction, still open, holds four rows.
+        other = db.engine.connect()
+        other_transaction = other.begin()
+        held = set(
+            other.scalars(
+                select(Delivery.id).order_by(Delivery.id).limit(4).with_for_update()
+            ).all()
+        )
+        try:
+            started = time.monotonic()
+            claimed = claim_deliveries(100, lease=timedelta(seconds=60))
+            assert time.monotonic() - started < 2, "the claim waited for the other worker"
+            assert len(claimed) == 6
+            assert not held & {delivery.id for delivery in claimed}
+        finally:
+            other_transaction.rollback()
+            other.close()
+        assert len(claim_deliveries(100, lease=timedelta(seconds=60))) == 4
