@@ -82,9 +82,7 @@ def measure(size: int) -> dict:
             db.session.commit()
             raw_id, service_id = raw_digest.id, service_digest.id
             # As on a live database: statistics and visibility map up to date.
-            with db.engine.connect().execution_options(
-                isolation_level="AUTOCOMMIT"
-            ) as connection:
+            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
                 connection.execute(text("VACUUM ANALYZE subscribers"))
             raw_seconds = raw_fan_out(raw_id)
             db.session.execute(text("TRUNCATE deliveries"))
