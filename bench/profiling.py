@@ -44,9 +44,7 @@ def profile_subscribe(kind: str, requests: int, pyinstrument: bool) -> None:
         profiler = _start(pyinstrument)
         started = time.perf_counter()
         for index in range(requests):
-            response = client.post(
-                "/api/v1/subscriptions", json={"email": f"p{index}@example.org"}
-            )
+            response = client.post("/api/v1/subscriptions", json={"email": f"p{index}@example.org"})
             assert response.status_code == 202, response.data
         elapsed = time.perf_counter() - started
         _stop(profiler)
@@ -78,8 +76,10 @@ def summarise(path: str, top: int = 40) -> None:
         for line in stacks:
             stack, _, count_text = line.rstrip().rpartition(" ")
             count = int(count_text)
-            frames = [frame.split(" (")[0] + " " + frame.rsplit("/", 1)[-1] for frame in
-                      stack.split(";")[1:]]
+            frames = [
+                frame.split(" (")[0] + " " + frame.rsplit("/", 1)[-1]
+                for frame in stack.split(";")[1:]
+            ]
             total += count
             if frames:
                 own[frames[-1]] += count
