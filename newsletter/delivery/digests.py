@@ -644,13 +644,15 @@ def send_batch(
 
 
 def _send_with_one_reconnect(transport: Transport, sender: str, recipient: str, data: bytes):
+    # Prepared messages have CRLF line ends throughout: the bulk transport need not check.
+    send = getattr(transport, "send_prepared", transport.send)
     try:
-        return transport.send(sender, recipient, data)
+        return send(sender, recipient, data)
     except DeliveryError as exc:
         if not (exc.temporary and exc.code is None):
             raise
         # A connection idle for long may have been closed by the server: one fresh try.
-        return transport.send(sender, recipient, data)
+        return send(sender, recipient, data)
 
 
 class DeliverySender:
