@@ -465,3 +465,42 @@ def test_claims_skip_rows_another_worker_holds_on_postgresql(app, is_postgres):
             other_transaction.rollback()
             other.close()
         assert len(claim_deliveries(100, lease=timedelta(seconds=60))) == 4
+
+
+@pytest.mark.slow
+def test_a_sender_killed_mid_digest_loses_no_one(app, mailbox, smtp_sink, database_url, tmp_path):
+    """SIGKILL mid-send: its claimed batch is re-sent after the lease; nobody is skipped."""
+    size, batch = 150, 10
+    with app.app_context():
+        expected = add_subscribers(size, language="en")
+        add_release(language="en")
+        digest_id = start_digest()
+    env = {
+        "NEWSLETTER_SEND_BATCH_SIZE": str(batch),
+        "NEWSLETTER_SEND_MAX_RATE": "60",
+        "NEWSLETTER_SEND_CONNECTIONS": "1",
+        "NEWSLETTER_DELIVERY_LEASE_SECONDS": "2",
+    }
+    common = {"database_url": database_url, "smtp_port": smtp_sink.port, "log_dir": tmp_path}
+    doomed = WorkerProcess(name="doomed", env=env, **common)
+    try:
+        mailbox.wait_for(25, timeout=30)
+    finally:
+        doomed.kill()
+    received_before = len(mailbox.messages)
+    assert received_before < size
+    survivor = WorkerProcess(name="survivor", until_idle=True, env=env, **common)
+    assert survivor.wait(timeout=60) == 0, survivor.log()[-2000:]
+    with app.app_context():
+        digest = digest_row(digest_id)
+        if digest.status == DigestStatus.SENDING:
+            # The dead worker's lease had not lapsed when the survivor looked: once more.
+            time.sleep(2.5)
+            again = WorkerProcess(name="survivor-2", until_idle=True, env=env, **common)
+            assert again.wait(timeout=60) == 0
+            digest = digest_row(digest_id)
+        assert (digest.status, digest.sent) == (DigestStatus.SENT, size)
+    counts = recipients_count(mailbox.messages)
+    assert set(counts) == {address.casefold() for address in expected}  # zero missing
+    # At most the one batch the dead worker had claimed but not recorded goes twice.
+    assert sum(counts.values()) - size <= batch
