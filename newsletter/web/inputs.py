@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from flask import request
@@ -44,7 +45,12 @@ def wants_json() -> bool:
 def read_payload(*, allow_form: bool = True) -> dict[str, Any]:
     """The request body as a dict of fields, from JSON or a form."""
     if is_json_request():
-        data = request.get_json(silent=True)
+        try:
+            data = request.get_json(silent=True)
+            # "\ud800" is valid JSON but not text: no database, hash or email can encode it.
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except (RecursionError, UnicodeEncodeError):  # RecursionError: "[[[[..." 100k deep
+            data = None
         if data is None:
             raise InputError(400, "malformed_json", "The request body is not valid JSON.")
         if not isinstance(data, dict):

@@ -1,0 +1,118 @@
+"""No request, however malformed, gets a 500.
+
+Every hostile input the sweep (``tests/support/hostile.py``) turned into a 500 has a test of
+its own here, written before its fix.
+"""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from newsletter.delivery.signing import app_signer
+from newsletter.domain.subscriptions import preferences_token
+from newsletter.extensions import db
+from newsletter.models import Subscriber
+from tests.support.accounts import STRONG_PASSWORD, make_user
+from tests.support.digests import add_subscribers, staff_token
+from tests.support.hostile import contract_error_problem, row_counts
+
+
+@pytest.fixture
+def token(app) -> str:
+    with app.app_context():
+        return staff_token()
+
+
+@pytest.fixture
+def bearer(token) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def json_error(response) -> dict:
+    assert contract_error_problem(response) is None, response.get_data()[:300]
+    return response.get_json()["error"]
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON that parses into something no view can use
+
+DEEP_JSON = "[" * 100_000 + "]" * 100_000  # 200 kB: under the size limit, over the recursion one
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/subscribe",
+        "/api/v1/subscriptions",
+        "/account/login",
+        "/account/register",
+        "/api/v1/account/password-reset",
+        "/api/v1/account/password-reset/confirm",
+        "/api/v1/releases",
+        "/api/v1/digests",
+        "/api/v1/schedules",
+    ],
+)
+def test_deeply_nested_json_is_a_400(app, client, bearer, path):
+    with app.app_context():
+        before = row_counts()
+    response = client.post(path, data=DEEP_JSON, content_type="application/json", headers=bearer)
+    assert response.status_code == 400
+    assert json_error(response)["code"] == "malformed_json"
+    with app.app_context():
+        assert row_counts() == before
+
+
+def test_deeply_nested_json_on_a_preferences_link_is_a_400(app, client):
+    with app.app_context():
+        add_subscribers(1, language="fr")
+        subscriber = db.session.scalar(select(Subscriber))
+        token = preferences_token(app_signer(), subscriber)
+    response = client.post(f"/preferences/{token}", data=DEEP_JSON, content_type="application/json")
+    assert response.status_code == 400
+    assert json_error(response)["code"] == "malformed_json"
+
+
+def with_lone_surrogate(template: str) -> str:
+    """A JSON body where ``?`` is ``"\\ud800x"``: valid JSON, but not text that any database,
+    hash or email can encode."""
+    return template.replace("?", '"\\ud800x"')
+
+
+def test_a_lone_surrogate_in_a_password_is_refused_not_hashed(app, client):
+    make_user(app, "reader@example.org")
+    body = with_lone_surrogate('{"email": "reader@example.org", "password": ?}')
+    response = client.post("/account/login", data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert json_error(response)["code"] == "malformed_json"
+    # The account still works with its real password.
+    ok = client.post(
+        "/account/login", json={"email": "reader@example.org", "password": STRONG_PASSWORD}
+    )
+    assert ok.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/v1/releases", with_lone_surrogate('{"title": ?, "language": "fr"}')),
+        ("/api/v1/subscriptions", with_lone_surrogate('{"email": "a@example.org", "name": ?}')),
+        ("/api/v1/digests", with_lone_surrogate('{"language": "fr", "subject": ?}')),
+        ("/api/v1/account/register", with_lone_surrogate('{"email": ?, "password": "x"}')),
+    ],
+)
+def test_a_lone_surrogate_anywhere_in_a_json_body_is_a_400(app, client, bearer, path, body):
+    with app.app_context():
+        before = row_counts()
+    response = client.post(path, data=body, content_type="application/json", headers=bearer)
+    assert response.status_code == 400
+    assert json_error(response)["code"] == "malformed_json"
+    with app.app_context():
+        assert row_counts() == before
+
+
+def test_a_lone_surrogate_in_a_key_or_a_nested_value_is_a_400(client):
+    for body in ('{"\\udfff": 1}', '{"email": ["a", {"b": "\\udc80"}]}'):
+        response = client.post("/api/v1/subscriptions", data=body, content_type="application/json")
+        assert response.status_code == 400, body
