@@ -7,14 +7,14 @@ its own here, written before its fix.
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from newsletter.delivery.signing import app_signer
 from newsletter.domain.subscriptions import preferences_token
 from newsletter.extensions import db
-from newsletter.models import Subscriber
+from newsletter.models import Digest, Release, Subscriber
 from tests.support.accounts import STRONG_PASSWORD, make_user
-from tests.support.digests import add_subscribers, staff_token
+from tests.support.digests import add_release, add_subscribers, staff_token
 from tests.support.hostile import contract_error_problem, row_counts
 
 
@@ -116,3 +116,43 @@ def test_a_lone_surrogate_in_a_key_or_a_nested_value_is_a_400(client):
     for body in ('{"\\udfff": 1}', '{"email": ["a", {"b": "\\udc80"}]}'):
         response = client.post("/api/v1/subscriptions", data=body, content_type="application/json")
         assert response.status_code == 400, body
+
+
+# ---------------------------------------------------------------------------------------------
+# Dates at the edge of the calendar
+
+# Valid ISO 8601, but converting them to UTC leaves year 1..9999: OverflowError, not ValueError.
+EDGE_DATES = ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"]
+
+
+@pytest.mark.parametrize("value", EDGE_DATES)
+def test_a_send_at_beyond_the_calendar_is_a_422(app, client, bearer, value):
+    response = client.post(
+        "/api/v1/digests", json={"language": "fr", "send_at": value}, headers=bearer
+    )
+    assert response.status_code == 422
+    assert "send_at" in json_error(response)["fields"]
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Digest.id))) == 0
+
+
+@pytest.mark.parametrize("value", EDGE_DATES)
+def test_a_published_at_beyond_the_calendar_is_a_422(app, client, bearer, value):
+    response = client.post(
+        "/api/v1/releases",
+        json={"title": "T", "language": "fr", "published_at": value},
+        headers=bearer,
+    )
+    assert response.status_code == 422
+    assert "published_at" in json_error(response)["fields"]
+    with app.app_context():
+        release = add_release(title="Kept")
+        release_id = release.id
+    patched = client.patch(
+        f"/api/v1/releases/{release_id}", json={"published_at": value}, headers=bearer
+    )
+    assert patched.status_code == 422
+    assert "published_at" in json_error(patched)["fields"]
+    with app.app_context():
+        assert db.session.scalars(select(Release.title)).all() == ["Kept"]
+        assert db.session.get(Release, release_id).published_at.year not in (1, 9999)

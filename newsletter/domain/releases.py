@@ -153,7 +153,10 @@ def parse_datetime(value: object) -> datetime:
     else:
         raise ValueError("not a date-time")
     if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+        try:
+            parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:  # year 1 east of Greenwich, year 9999 west of it
+            raise ValueError("out of range") from None
     if not 1970 <= parsed.year <= 9999:
         raise ValueError("out of range")
     return parsed
