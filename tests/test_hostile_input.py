@@ -12,10 +12,10 @@ from sqlalchemy import func, select
 from newsletter.delivery.signing import app_signer
 from newsletter.domain.subscriptions import preferences_token
 from newsletter.extensions import db
-from newsletter.models import Digest, Release, Subscriber
-from tests.support.accounts import STRONG_PASSWORD, make_user
+from newsletter.models import Digest, Release, Subscriber, User
+from tests.support.accounts import STRONG_PASSWORD, make_user, post_form
 from tests.support.digests import add_release, add_subscribers, staff_token
-from tests.support.hostile import contract_error_problem, row_counts
+from tests.support.hostile import Caller, contract_error_problem, row_counts
 
 
 @pytest.fixture
@@ -156,3 +156,27 @@ def test_a_published_at_beyond_the_calendar_is_a_422(app, client, bearer, value)
     with app.app_context():
         assert db.session.scalars(select(Release.title)).all() == ["Kept"]
         assert db.session.get(Release, release_id).published_at.year not in (1, 9999)
+
+
+def staff_session(app, client) -> None:
+    """Log a staff member into ``client`` the way Flask-Login does."""
+    make_user(app, "editor@example.org", staff=True)
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.email_key == "editor@example.org"))
+        Caller("staff", user_session=user.get_id()).prepare(app, client)
+
+
+@pytest.mark.parametrize("value", EDGE_DATES)
+def test_an_imported_consent_time_beyond_the_calendar_is_a_rejected_row(app, client, value):
+    staff_session(app, client)
+    csv_text = f"email,consent_at\nedge@example.org,{value}\nfine@example.org,\n"
+    page = "/admin/subscribers/import"
+    preview = post_form(client, page, page, {"csv_text": csv_text, "default_language": "fr"})
+    assert preview.status_code == 200
+    assert "consent_at" in preview.get_data(as_text=True)
+    done = post_form(
+        client, page, page, {"csv_text": csv_text, "default_language": "fr", "step": "import"}
+    )
+    assert done.status_code == 200
+    with app.app_context():
+        assert db.session.scalars(select(Subscriber.email)).all() == ["fine@example.org"]

@@ -298,7 +298,10 @@ def parse_consent_time(value: str) -> datetime:
             "consent_at", "consent_at must be a date like 2024-05-31 or 2024-05-31T14:00:00Z."
         ) from None
     if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+        try:
+            parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:  # year 1 east of Greenwich, year 9999 west of it
+            raise InvalidField("consent_at", "consent_at is not a possible date.") from None
     if parsed > utcnow() + timedelta(minutes=5):
         raise InvalidField("consent_at", "consent_at is in the future.")
     return parsed
