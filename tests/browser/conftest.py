@@ -61,7 +61,16 @@ def live_app(chromium, database_url, smtp_sink, tmp_path_factory) -> Iterator[Li
 def app_config(app_config: dict, live_app: LiveApp) -> dict:
     # Links made in this process (tokens, emails) must point at the live server.
     app_config["PUBLIC_URL"] = live_app.url
+    # The tables are emptied when ``app`` is built: the worker must not hold locks meanwhile.
+    live_app.stop_worker()
     return app_config
+
+
+@pytest.fixture
+def app(app, live_app: LiveApp):
+    """The test's app (tables emptied), with the live worker running again."""
+    live_app.start_worker()
+    return app
 
 
 @pytest.fixture(scope="package")

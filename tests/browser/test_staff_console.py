@@ -58,7 +58,7 @@ def log_in(page, next_path: str = "/admin/") -> None:
     page.locator("#password").fill(STAFF_PASSWORD)
     with page.expect_navigation():
         page.locator("main form button[type=submit]").click()
-    assert page.url.endswith(next_path)
+    assert page.url.endswith(next_path), (page.url, page.locator("main").inner_text())
 
 
 def check_page(page) -> None:
@@ -148,7 +148,7 @@ def test_staff_writes_a_release_and_watches_a_digest_go_out(visit, app, mailbox)
         if state[0] == "sent":
             break
         time.sleep(0.1)
-    assert seen[-1][0] == "sent", seen
+    assert seen[-1][0] == "sent", (seen, visit.live.log("worker"))
     assert page.evaluate("() => window.notReloaded === true")
     assert page.evaluate(
         "() => [document.getElementById('digest-progress').value,"

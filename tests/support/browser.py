@@ -77,7 +77,7 @@ class LiveApp:
         return env
 
     def _start(self, name: str, *args: str) -> subprocess.Popen:
-        log = (self.log_dir / f"{name}.log").open("wb")
+        log = (self.log_dir / f"{name}.log").open("ab")
         process = subprocess.Popen(
             [sys.executable, "-m", "flask", "--app", "newsletter", *args],
             cwd=ROOT,
@@ -89,10 +89,32 @@ class LiveApp:
         self.processes.append(process)
         return process
 
+    worker: subprocess.Popen | None = None
+
+    def start_worker(self) -> None:
+        if self.worker is None or self.worker.poll() is not None:
+            self.worker = self._start(
+                "worker", "worker", "--poll-interval", "0.2", "--name", "browser-tests"
+            )
+
+    def stop_worker(self) -> None:
+        """Stop the worker (tests empty the tables in between: TRUNCATE waits for its locks)."""
+        if self.worker is None:
+            return
+        if self.worker.poll() is None:
+            self.worker.send_signal(signal.SIGTERM)
+            try:
+                self.worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.worker.kill()
+                self.worker.wait()
+        self.processes.remove(self.worker)
+        self.worker = None
+
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         server = self._start("server", "run", "--port", str(self.port), "--no-reload")
-        self._start("worker", "worker", "--poll-interval", "0.2", "--name", "browser-tests")
+        self.start_worker()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if server.poll() is not None:
