@@ -513,3 +513,39 @@ def test_a_browser_session_cannot_write_without_a_json_body(app, client):
     assert ok.status_code == 201
     with app.app_context():
         assert db.session.scalars(select(Digest.status)).all() == [DigestStatus.SCHEDULED]
+
+
+HOSTILE_BODIES = [
+    '{"title": "x", "language": "fr", "url": "http://[::1"}',
+    '{"title": "x", "language": "fr", "url": "http://example.org:99999999/"}',
+    '{"title": "x", "language": "fr", "image_url": "http://example.org:abc/"}',
+    '{"title": "x", "language": "fr", "published_at": "9999-12-31T23:59:59-23:00"}',
+    '{"language": "fr", "send_at": "0001-01-01T00:00:00+01:00"}',
+    '{"language": "fr", "send_at": "2030-02-30T08:00:00"}',
+    '{"language": "fr", "send_at": NaN}',
+    '{"title": NaN, "language": "fr", "published_at": 1e400}',
+    '{"title": {"a": 1}, "language": [], "summary": {}, "body": [], "url": 5}',
+    '{"language": [], "subject": {}, "send_at": []}',
+    '{"cron": "* * * * * * *", "language": "fr"}',
+    '{"cron": "0 8 * * 99", "language": "fr"}',
+    '{"cron": "*/0 * * * *", "language": "fr"}',
+    '{"cron": "0 8 * * *", "language": "fr", "timezone": "\\u0000"}',
+    '{"every": "day", "at": "\\u0661\\u0662:00", "language": "fr"}',
+]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/releases", "/api/v1/digests", "/api/v1/schedules"])
+def test_hostile_bodies_get_a_4xx_never_a_500(app, api, path):
+    for body in HOSTILE_BODIES:
+        response = api.post(path, data=body, content_type="application/json")
+        assert 400 <= response.status_code < 500, (body, response.status_code)
+        error_of(response)
+    release = api.post("/api/v1/releases", json={"title": "x", "language": "fr"}).get_json()
+    schedule = api.post("/api/v1/schedules", json={"cron": "0 8 * * *", "language": "fr"})
+    for target in (
+        f"/api/v1/releases/{release['id']}",
+        f"/api/v1/schedules/{schedule.get_json()['id']}",
+    ):
+        for body in HOSTILE_BODIES:
+            response = api.patch(target, data=body, content_type="application/json")
+            assert response.status_code < 500, (target, body)

@@ -416,7 +416,7 @@ def _cron_from_fields(data: Mapping[str, Any], errors: dict[str, str]) -> str | 
     if every not in ("day", "week"):
         errors["every"] = "One of: day, week (or give a cron expression)."
         return None
-    if not isinstance(at, str) or len(at) != 5 or at[2] != ":":
+    if not isinstance(at, str) or len(at) != 5 or at[2] != ":" or not at.isascii():
         errors["at"] = "A time as HH:MM."
         return None
     try:

@@ -134,7 +134,12 @@ def _url(data: Mapping[str, Any], name: str, errors: dict[str, str]) -> str | No
     value = _text(data, name, errors, max_length=2000)
     if value is None:
         return None
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:  # e.g. "http://[::1" (an unclosed IPv6 address)
+        errors[name] = "Must be an http or https URL."
+        return None
     if parts.scheme not in ("http", "https") or not parts.netloc or " " in value:
         errors[name] = "Must be an http or https URL."
         return None
