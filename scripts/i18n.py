@@ -22,10 +22,42 @@ POT = ROOT / "messages.pot"
 
 def main(argv: list[str]) -> int:
     pybabel = str(Path(sys.executable).parent / "pybabel")
-    subprocess.run([pybabel, "-q", "extract", "-F", "babel.cfg", "-k", "_l", "-k", "lazy_gettext",
-                    "-o", str(POT), "."], cwd=ROOT, check=True)
-    subprocess.run([pybabel, "-q", "update", "-i", str(POT), "-d", "newsletter/translations",
-                    "--no-fuzzy-matching", "-w", "100"], cwd=ROOT, check=True)
+    subprocess.run(
+        [
+            pybabel,
+            "-q",
+            "extract",
+            "-F",
+            "babel.cfg",
+            "-k",
+            "_l",
+            "-k",
+            "lazy_gettext",
+            "-k",
+            "translatable",
+            "-o",
+            str(POT),
+            ".",
+        ],
+        cwd=ROOT,
+        check=True,
+    )
+    subprocess.run(
+        [
+            pybabel,
+            "-q",
+            "update",
+            "-i",
+            str(POT),
+            "-d",
+            "newsletter/translations",
+            "--no-fuzzy-matching",
+            "-w",
+            "100",
+        ],
+        cwd=ROOT,
+        check=True,
+    )
     POT.unlink()
     given: dict[str, str] = {}
     for path in argv:

@@ -624,3 +624,20 @@ def test_healthz_answers_when_the_database_does(client):
     assert response.status_code == 200
     assert response.get_json()["database"] == "up"
 
+
+
+def test_address_errors_speak_the_readers_language(app, client):
+    french = client.post("/subscribe", data={"email": "a@b"}, headers={"Accept-Language": "fr"})
+    assert french.status_code == 422
+    assert "Cette adresse e-mail n’est pas valide." in french.get_data(as_text=True)
+    english = client.post(
+        "/api/v1/subscriptions", json={"email": "a@b"}, headers={"Accept-Language": "en"}
+    )
+    # In English the validator's precise reason is given.
+    assert "period" in english.get_json()["error"]["fields"]["email"]
+    long_name = client.post(
+        "/api/v1/subscriptions",
+        json={"email": "ok@example.org", "name": "x" * 201},
+        headers={"Accept-Language": "fr"},
+    )
+    assert long_name.get_json()["error"]["fields"]["name"] == "Au plus 200 caractères."

@@ -26,15 +26,16 @@ from ..extensions import db
 from ..models import OutboxMessage, Subscriber, SubscriberStatus, utcnow
 from .addresses import Address
 from .tokens import TokenResult, TokenSigner
+from .wording import ExplainedError, translatable
 
 CONFIRMATION_KIND = "subscription_confirm"
 
 
-class InvalidField(ValueError):
+class InvalidField(ExplainedError):
     """A field that cannot be stored, with the field's name."""
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, field: str, template: str, **params: object) -> None:
+        super().__init__(template, **params)
         self.field = field
 
 
@@ -60,14 +61,16 @@ def clean_text(value: object, field: str, max_length: int) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise InvalidField(field, "Must be text.")
+        raise InvalidField(field, translatable("Must be text."))
     value = value.strip()
     if not value:
         return None
     if len(value) > max_length:
-        raise InvalidField(field, f"At most {max_length} characters.")
+        raise InvalidField(field, translatable("At most %(count)d characters."), count=max_length)
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-        raise InvalidField(field, "Line breaks and control characters are not allowed.")
+        raise InvalidField(
+            field, translatable("Line breaks and control characters are not allowed.")
+        )
     return value
 
 
@@ -75,7 +78,9 @@ def clean_language(value: object, default: str) -> str:
     if value is None or value == "":
         return default
     if not isinstance(value, str) or value.lower() not in LANGUAGES:
-        raise InvalidField("language", "Choose one of: " + ", ".join(LANGUAGES) + ".")
+        raise InvalidField(
+            "language", translatable("Choose one of: %(choices)s."), choices=", ".join(LANGUAGES)
+        )
     return value.lower()
 
 

@@ -6,7 +6,11 @@ import json
 from typing import Any
 
 from flask import request
+from flask_babel import get_locale
+from flask_babel import gettext as _
 from werkzeug.exceptions import HTTPException
+
+from ..domain.wording import ExplainedError
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
@@ -70,3 +74,15 @@ def text_field(payload: dict[str, Any], name: str) -> str | None:
     if not isinstance(value, str):
         raise InputError(422, "invalid", "Check the highlighted fields.", {name: "Must be text."})
     return value
+
+
+def explain(exc: ExplainedError) -> str:
+    """A domain refusal in the reader's language.
+
+    email-validator explains an address precisely but only in English: English readers get
+    its words, others the translated sentence.
+    """
+    detail = getattr(exc, "detail", None)
+    if detail and str(get_locale()) == "en":
+        return detail
+    return _(exc.template, **exc.params)

@@ -28,7 +28,7 @@ from ..domain.subscriptions import (
 )
 from ..extensions import csrf, db, limiter
 from .i18n import request_language, use_language_of
-from .inputs import InputError, read_payload, text_field, wants_json
+from .inputs import InputError, explain, read_payload, text_field, wants_json
 from .security import is_allowed_origin
 
 blueprint = Blueprint("public", __name__)
@@ -50,7 +50,7 @@ def subscribe_from_payload(payload: dict[str, Any], *, source: str) -> None:
         address = normalise_address(email)
     except InvalidAddress as exc:
         raise InputError(
-            422, "invalid", _("Check the highlighted fields."), {"email": str(exc)}
+            422, "invalid", _("Check the highlighted fields."), {"email": explain(exc)}
         ) from None
     try:
         language = clean_language(language, request_language())
@@ -68,7 +68,7 @@ def subscribe_from_payload(payload: dict[str, Any], *, source: str) -> None:
     except InvalidField as exc:
         db.session.rollback()
         raise InputError(
-            422, "invalid", _("Check the highlighted fields."), {exc.field: str(exc)}
+            422, "invalid", _("Check the highlighted fields."), {exc.field: explain(exc)}
         ) from None
     if outcome.send_confirmation:
         queue_confirmation_email(outcome.subscriber)
@@ -181,7 +181,7 @@ def preferences(token: str):
             try:
                 change_language(subscriber, payload.get("language"))
             except InvalidField as exc:
-                raise InputError(422, "invalid", str(exc), {exc.field: str(exc)}) from None
+                raise InputError(422, "invalid", explain(exc), {exc.field: explain(exc)}) from None
             use_language_of(subscriber.language)
             message = _("Your preferences are saved.")
         db.session.commit()
