@@ -180,3 +180,17 @@ def test_an_imported_consent_time_beyond_the_calendar_is_a_rejected_row(app, cli
     assert done.status_code == 200
     with app.app_context():
         assert db.session.scalars(select(Subscriber.email)).all() == ["fine@example.org"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Account links posted with a JSON body answer in JSON
+
+
+@pytest.mark.parametrize("path", ["/account/verify/forged.token", "/account/email/confirm/x"])
+def test_a_bad_account_link_posted_as_json_gets_the_json_error(client, path):
+    response = client.post(path, json={})
+    assert response.status_code == 400
+    assert json_error(response)["code"] == "invalid_link"
+    page = client.get(path)
+    assert page.status_code == 400
+    assert page.mimetype == "text/html"

@@ -167,6 +167,13 @@ def _page(template: str, status: int = 200, **context: Any):
     return render_template(f"accounts/{template}", password_hint=_policy_hint(), **context), status
 
 
+def _invalid_link(state: str, kind: str):
+    """The invalid-link page; a JSON request gets the contract's error instead."""
+    if wants_json():
+        raise InputError(400, "invalid_link", _("This link is no longer valid."))
+    return _page("link_invalid.html", 400, state=state, kind=kind)
+
+
 def _invalid_code_message() -> str:
     # One message for wrong, expired, used, replaced and unknown-address: it reveals nothing.
     return _("This code is wrong or has expired. Check it, or ask for a new code.")
@@ -330,13 +337,13 @@ def verify_link(token: str):
     if link.user is not None:
         use_language_of(link.user.language)
     if not link.ok or link.user is None:
-        return _page("link_invalid.html", 400, state=link.state.value, kind="verify")
+        return _invalid_link(link.state.value, "verify")
     if request.method == "GET":
         # Mail scanners follow links: confirming takes a click on a button (a POST).
         return _page("verify_link.html", token=token)
     if not spend_account_link(link):
         db.session.rollback()
-        return _page("link_invalid.html", 400, state="invalid", kind="verify")
+        return _invalid_link("invalid", "verify")
     mark_email_verified(link.user)
     db.session.commit()
     flash(_("Your address is verified. You can log in."), FLASH)
@@ -723,17 +730,17 @@ def change_email_link(token: str):
     if link.user is not None:
         use_language_of(link.user.language)
     if not link.ok or link.user is None or link.row is None:
-        return _page("link_invalid.html", 400, state=link.state.value, kind="change_email")
+        return _invalid_link(link.state.value, "change_email")
     if request.method == "GET":
         return _page("change_email_link.html", token=token, new_email=link.row.new_email)
     new_email = link.row.new_email
     if not spend_account_link(link):
         db.session.rollback()
-        return _page("link_invalid.html", 400, state="invalid", kind="change_email")
+        return _invalid_link("invalid", "change_email")
     error = _apply_email_change(link.user, new_email)
     if error is not None:
         db.session.rollback()
-        return _page("link_invalid.html", 400, state="invalid", kind="change_email")
+        return _invalid_link("invalid", "change_email")
     db.session.commit()
     flash(_("Your email address is now %(email)s.", email=link.user.email), FLASH)
     target = "accounts.account" if current_user.is_authenticated else "accounts.login"
