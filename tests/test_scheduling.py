@@ -305,7 +305,11 @@ def test_a_recurring_schedule_fires_on_consecutive_periods(app, mailbox, start_w
         assert 4.0 in gaps  # consecutive periods, each run exactly once
         statuses = [row.status for row in rows]
         assert statuses.count(DigestStatus.SENT) == 2, statuses
-        assert set(statuses) <= {DigestStatus.SENT, DigestStatus.SKIPPED, DigestStatus.SENDING}
+        # The newest run may be caught between its creation and its start.
+        in_progress = {DigestStatus.SCHEDULED, DigestStatus.SENDING}
+        assert set(statuses) <= {DigestStatus.SENT, DigestStatus.SKIPPED} | in_progress, [
+            (row.status, row.failure_reason) for row in rows
+        ]
     assert max(recipients_count(mailbox.messages).values()) == 2
 
 
