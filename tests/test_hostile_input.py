@@ -159,7 +159,7 @@ def test_a_published_at_beyond_the_calendar_is_a_422(app, client, bearer, value)
 
 
 def staff_session(app, client) -> None:
-    """Log a staff member into ``client`` the way Flask-Login does."""
+    """Log a staff member into ``client`` the way Flask-Login does (with a CSRF token)."""
     make_user(app, "editor@example.org", staff=True)
     with app.app_context():
         user = db.session.scalar(select(User).where(User.email_key == "editor@example.org"))
@@ -194,3 +194,29 @@ def test_a_bad_account_link_posted_as_json_gets_the_json_error(client, path):
     page = client.get(path)
     assert page.status_code == 400
     assert page.mimetype == "text/html"
+
+
+# ---------------------------------------------------------------------------------------------
+# The console takes forms; a JSON body there gets the contract's JSON error, never a page
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin/digests",
+        "/admin/digests/schedules",
+        "/admin/releases/new",
+        "/admin/releases/import",
+        "/admin/subscribers/import",
+    ],
+)
+def test_a_json_body_posted_to_the_console_gets_a_json_error(app, client, path):
+    staff_session(app, client)
+    csrf = Caller("staff").headers(app, csrf=True)  # the token a console page carries
+    with app.app_context():
+        before = row_counts()
+    response = client.post(path, json={"language": "fr", "title": "T"}, headers=csrf)
+    assert response.status_code == 415
+    assert json_error(response)["code"] == "unsupported_media_type"
+    with app.app_context():
+        assert row_counts() == before

@@ -96,13 +96,22 @@ from ..models import (
     utcnow,
 )
 from .auth import staff_required
-from .inputs import InputError
+from .inputs import InputError, is_json_request
 
 blueprint = Blueprint("admin", __name__, url_prefix="/admin")
 # Ids fit a signed 64-bit column: a longer number in a URL is a 404, not a database error.
 ID = "int(max=9223372036854775807)"
 
 LANGUAGE_NAMES = {"fr": "Français", "en": "English"}
+
+
+@blueprint.before_request
+def refuse_json_bodies() -> None:
+    """The console takes forms (scripts use /api/v1): a JSON body gets a JSON 415, not a page."""
+    if request.method in ("POST", "PUT", "PATCH", "DELETE") and is_json_request():
+        raise InputError(
+            415, "unsupported_media_type", _("This kind of content is not accepted here.")
+        )
 
 
 def status_label(status: str) -> str:

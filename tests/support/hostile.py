@@ -15,6 +15,7 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_login.utils import _create_identifier
+from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import func, select
 from werkzeug.routing import Rule
 from werkzeug.test import TestResponse
@@ -46,7 +47,7 @@ HOSTILE_VALUES: dict[str, Any] = {
     "crlf": "x@example.org\r\nBcc: victim@example.org",
     "lone surrogate": "\ud800x",
     "rtl override": "\u202egro.elpmaxe@x",
-    "huge": HUGE_TEXT,
+    "huge": "h" * 5000,  # in every field at once: ~190 kB, under MAX_CONTENT_LENGTH
     "html": "<script>alert(1)</script><img src=x onerror=alert(1)>",
     "sql": "' OR 1=1; DROP TABLE subscribers; --",
     "path": "../../../../etc/passwd",
@@ -90,6 +91,36 @@ BAD_EMAILS = (
 )
 
 
+# A subscriber CSV with every kind of bad line: edge dates, control characters, formulas,
+# ragged rows, a second header, quotes left open.
+HOSTILE_CSV = "\ufeffemail,name,language,consent_at,consent_ip,consent_page\n" + "\n".join(
+    [
+        *(
+            f"d{i}@example.org,D,fr,{value},1.2.3.4,https://x.org/"
+            for i, value in enumerate(BAD_DATES)
+        ),
+        "nul@example.org,\x00,fr,,,",
+        "=cmd|' /C calc'!A0,@SUM(1),xx,,999.999.999.999,javascript:alert(1)",
+        "ragged@example.org,a,b,c,d,e,f,g,h",
+        "email,name,language,consent_at,consent_ip,consent_page",
+        '"open@example.org,"unterminated',
+        "",
+        ",,,,,",
+        "long@example.org," + "n" * 5000 + ",fr,,," + "p" * 5000,
+    ]
+)
+
+
+# "Billion laughs", kept small: a feed parser that expands entities must not fall over.
+FEED_BOMB = (
+    b'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY a "aaaaaaaaaa">'
+    b'<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">'
+    b'<!ENTITY d "&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;">]>'
+    b"<rss><channel><title>&d;</title><item><title>&d;</title><guid>&d;</guid>"
+    b"<pubDate>Mon, 01 Jan 0001 00:00:00 +1400</pubDate></item></channel></rss>"
+)
+
+
 def json_bodies() -> Iterator[tuple[str, dict[str, Any]]]:
     """(label, keyword arguments for ``client.open``) of JSON bodies, hostile in shape."""
     raw = "application/json"
@@ -127,6 +158,8 @@ def json_bodies() -> Iterator[tuple[str, dict[str, Any]]]:
         },
     )
     yield "json: too big", {"json": {"email": TOO_BIG_TEXT}}
+    yield "json: one huge password", {"json": {"email": "x@example.org", "password": HUGE_TEXT}}
+    yield "json: one huge body", {"json": {"title": "T", "language": "fr", "body": HUGE_TEXT}}
     for label, value in HOSTILE_VALUES.items():
         yield f"json: every field {label}", {"json": dict.fromkeys(FIELD_NAMES, value)}
     for value in BAD_DATES:
@@ -198,6 +231,22 @@ def form_bodies() -> Iterator[tuple[str, dict[str, Any]]]:
             {"data": {"send_at": value, "published_at": value, "date": value, "language": "fr"}},
         )
     yield "form: bad words", {"data": dict.fromkeys(FIELD_NAMES, "../../xx")}
+    for step in ("preview", "import"):
+        yield f"form: hostile csv ({step})", {"data": {"csv_text": HOSTILE_CSV, "step": step}}
+        yield (
+            f"multipart: hostile csv file ({step})",
+            {
+                "data": {"file": (HOSTILE_CSV.encode("utf-16"), "list.csv"), "step": step},
+                "content_type": "multipart/form-data",
+            },
+        )
+    yield (
+        "multipart: csv file not text",
+        {
+            "data": {"file": (b"\xff\xfe\x00\x00\xc3\x28" * 100, "list.csv")},
+            "content_type": "multipart/form-data",
+        },
+    )
     yield "text/plain", {"data": "email=x@example.org", "content_type": "text/plain"}
     yield (
         "xml with entities",
@@ -365,6 +414,9 @@ def targets(app: Flask, ordinary: dict[str, str]) -> list[Target]:
 # Callers
 
 
+CSRF_RAW_TOKEN = "hostile-sweep-csrf"  # what Flask-WTF keeps in the session
+
+
 @dataclass
 class Caller:
     """Who sends the requests: anonymous, a session, or a bearer token."""
@@ -373,18 +425,27 @@ class Caller:
     user_session: str | None = None  # "id:session_version"
     token: str | None = None
 
-    def prepare(self, app: Flask, client: FlaskClient) -> dict[str, str]:
-        """Put the session back (hostile requests may log it out); returns extra headers."""
-        if self.user_session is not None:
-            with app.test_request_context(environ_base=client.environ_base):
-                identifier = _create_identifier()  # what Flask-Login's strong protection checks
-            with client.session_transaction() as session:
+    def prepare(self, app: Flask, client: FlaskClient) -> None:
+        """Put the session back as it was (hostile requests may log it out or clear it)."""
+        with app.test_request_context(environ_base=client.environ_base):
+            identifier = _create_identifier()  # what Flask-Login's strong protection checks
+        with client.session_transaction() as session:
+            session.clear()
+            session["csrf_token"] = CSRF_RAW_TOKEN
+            if self.user_session is not None:
                 session["_user_id"] = self.user_session
                 session["_fresh"] = True
                 session["_id"] = identifier
+
+    def headers(self, app: Flask, *, csrf: bool) -> dict[str, str]:
+        """The bearer token, and the CSRF token a page of this session would carry."""
+        headers = {}
         if self.token is not None:
-            return {"Authorization": f"Bearer {self.token}"}
-        return {}
+            headers["Authorization"] = f"Bearer {self.token}"
+        if csrf:
+            signer = URLSafeTimedSerializer(app.secret_key, salt="wtf-csrf-token")
+            headers["X-CSRFToken"] = signer.dumps(CSRF_RAW_TOKEN)
+        return headers
 
 
 # ---------------------------------------------------------------------------------------------
@@ -432,18 +493,29 @@ class Finding:
 
 @dataclass
 class Sweep:
-    """Sends requests and collects every answer that breaks the contract."""
+    """Sends requests and collects every answer that breaks the contract.
+
+    ``with_csrf_token`` sends the session's valid CSRF token (as ``X-CSRFToken``), so that
+    bodies reach the views that check it; without it, the CSRF refusals are what is swept.
+    """
 
     app: Flask
     client: FlaskClient
     caller: Caller
+    with_csrf_token: bool = False
     findings: list[Finding] = field(default_factory=list)
     sent: int = 0
+    _counts: tuple[int, ...] | None = None  # row counts after the last answer, when known
+    _session_dirty: bool = True
 
     def send(self, method: str, url: str, label: str, kwargs: dict[str, Any]) -> None:
-        headers = {**self.caller.prepare(self.app, self.client), **kwargs.pop("headers", {})}
-        with self.app.app_context():
-            before = row_counts()
+        if self._session_dirty:
+            self.caller.prepare(self.app, self.client)
+        headers = self.caller.headers(self.app, csrf=self.with_csrf_token)
+        if self._counts is None:
+            with self.app.app_context():
+                self._counts = row_counts()
+        before = self._counts
         kwargs = {**kwargs}
         if isinstance(kwargs.get("data"), dict):
             # Files are given as (bytes, name): the client closes the file objects it sends.
@@ -453,6 +525,8 @@ class Sweep:
             }
         response = self.client.open(url, method=method, headers=headers, **kwargs)
         self.sent += 1
+        # A new session cookie means a login, a logout or a cleared session: set it back.
+        self._session_dirty = "Set-Cookie" in response.headers
         problem = None
         if response.status_code >= 500:
             problem = f"status {response.status_code}"
@@ -461,9 +535,11 @@ class Sweep:
                 problem = contract_error_problem(response)
             if problem is None:
                 with self.app.app_context():
-                    after = row_counts()
-                if after != before:
-                    problem = f"{response.status_code} but rows changed {before} -> {after}"
+                    self._counts = row_counts()
+                if self._counts != before:
+                    problem = f"{response.status_code} but rows changed {before} -> {self._counts}"
+        else:
+            self._counts = None  # a success may write: count again before the next request
         response.close()
         if problem:
             self.findings.append(Finding(self.caller.name, method, url, label, problem))
