@@ -49,6 +49,9 @@ class SubscriberFilter:
             raise InvalidField("language", "Choose one of: " + ", ".join(LANGUAGES) + ".")
         if len(self.query) > 320:
             raise InvalidField("q", "At most 320 characters.")
+        # No address holds one, and PostgreSQL refuses NUL in a query parameter outright.
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in self.query):
+            raise InvalidField("q", "Control characters are not allowed.")
 
     def statement(self) -> Select[tuple[Subscriber]]:
         """Subscribers matching the filter, newest first."""
