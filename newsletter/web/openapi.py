@@ -334,6 +334,7 @@ PATHS: dict[str, Any] = {
             "responses": {
                 "202": _json({"type": "object"}, "Accepted whatever the address."),
                 "415": {"$ref": "#/components/responses/UnsupportedMediaType"},
+                "422": {"$ref": "#/components/responses/Invalid"},
                 "429": _error("Too many requests."),
             },
         }
