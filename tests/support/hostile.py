@@ -321,6 +321,19 @@ def query_strings() -> Iterator[str]:
     yield "?" + "&".join(f"k{i}=v" for i in range(2000))
 
 
+# Headers a client controls, each set sent to every route.
+HOSTILE_HEADERS: dict[str, dict[str, str]] = {
+    "huge bearer": {"Authorization": "Bearer " + "x" * 10_000},
+    "empty bearer": {"Authorization": "Bearer \t"},
+    "basic auth": {"Authorization": "Basic Zm9vOmJhcg=="},
+    "latin-1 bearer": {"Authorization": "Bearer nlt_\xe9\xff"},
+    "accept-language garbage": {"Accept-Language": "xx-ZZ;q=abc, *;q=2, ;;;, " + "fr," * 500},
+    "accept garbage": {"Accept": "application/json;q=abc, text/*;q=-1, */*;q=99"},
+    "origin null": {"Origin": "null", "Referer": "javascript:alert(1)"},
+    "forged session cookie": {"Cookie": "session=" + "A" * 4000 + "; lang=../../xx"},
+    "forwarded junk": {"X-Forwarded-For": "999.1.1.1, ::::, %00", "X-Forwarded-Proto": "gopher"},
+}
+
 # Values for each kind of path parameter; the first is the "ordinary" one.
 INT_PATH_VALUES = (
     "0",
@@ -463,6 +476,14 @@ def contract_error_problem(response: TestResponse) -> str | None:
     body = response.get_json(silent=True)
     if not isinstance(body, dict) or not isinstance(body.get("error"), dict):
         return f"not the error shape: {response.get_data()[:200]!r}"
+    return error_shape_problem(body)
+
+
+def error_shape_problem(body: object) -> str | None:
+    """What is wrong with a decoded JSON error body, or None when it is the contract's
+    ``{"error": {"code", "message", "fields"}}`` (extra keys, such as ``rules``, allowed)."""
+    if not isinstance(body, dict) or not isinstance(body.get("error"), dict):
+        return f"not the error shape: {str(body)[:200]}"
     error = body["error"]
     if not isinstance(error.get("code"), str) or not isinstance(error.get("message"), str):
         return f"code/message missing: {error!r}"
@@ -511,12 +532,15 @@ class Sweep:
     def send(self, method: str, url: str, label: str, kwargs: dict[str, Any]) -> None:
         if self._session_dirty:
             self.caller.prepare(self.app, self.client)
-        headers = self.caller.headers(self.app, csrf=self.with_csrf_token)
+        kwargs = {**kwargs}
+        headers = {
+            **self.caller.headers(self.app, csrf=self.with_csrf_token),
+            **kwargs.pop("headers", {}),
+        }
         if self._counts is None:
             with self.app.app_context():
                 self._counts = row_counts()
         before = self._counts
-        kwargs = {**kwargs}
         if isinstance(kwargs.get("data"), dict):
             # Files are given as (bytes, name): the client closes the file objects it sends.
             kwargs["data"] = {
