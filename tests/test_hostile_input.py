@@ -13,6 +13,7 @@ Three layers:
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from hypothesis import HealthCheck, given, settings
 from openapi_spec_validator import validate as validate_openapi
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.failures import FailureGroup
+from schemathesis.openapi.checks import UndefinedStatusCode
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
@@ -333,6 +336,19 @@ def test_generated_requests_get_no_500_and_answers_match_the_description(fuzzed,
         runs.append((strategy, conformance))
     for strategy, checks in runs:
         fuzz(strategy, checks, headers)
+
+
+def test_the_fuzzing_checks_can_fail(app):
+    """Guard for the run above: an answer the description does not list is caught."""
+    spec = copy.deepcopy(OPENAPI)
+    del spec["paths"]["/api/v1/account/password-reset"]["post"]["responses"]["202"]
+    schema = schemathesis.openapi.from_dict(spec)
+    schema.app = app
+    operation = schema["/api/v1/account/password-reset"]["POST"]
+    strategy = operation.as_strategy(GenerationMode.POSITIVE)
+    with pytest.raises(FailureGroup) as failed:
+        fuzz(strategy, [status_code_conformance], {})
+    assert any(isinstance(exc, UndefinedStatusCode) for exc in failed.value.exceptions)
 
 
 # ---------------------------------------------------------------------------------------------
