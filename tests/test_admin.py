@@ -295,7 +295,7 @@ def test_dashboard_counts_statuses_and_charts_ninety_days(app, staff_client):
     html = page.get_data(as_text=True)
     assert page.status_code == 200
     # 3 confirmations in the window (a, b, c); 2 departures (c left, e bounced).
-    assert "3 confirmations and 2 departures" in html
+    assert "confirmations 3, departures (unsubscribed or bounced) 2" in html
     assert "<svg" in html and "<polyline" in html
     assert re.search(r'stat-confirmed">\s*<a[^>]*>\s*<span class="stat-number">3<', html)
     # Nothing is fetched from another host.

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
-
 from flask import Flask
 
 
 def register_cli(app: Flask) -> None:
-    for module_name in ("worker", "staff", "releases", "digests"):
-        try:
-            module = importlib.import_module(f"{__name__}.{module_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{module_name}":
-                raise
-            continue
+    from . import digests, releases, staff, worker
+
+    for module in (worker, staff, releases, digests):
         module.register(app)

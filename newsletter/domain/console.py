@@ -27,6 +27,7 @@ from ..extensions import db
 from ..models import Digest, Subscriber, SubscriberStatus, utcnow
 from .addresses import InvalidAddress, normalise_address
 from .subscriptions import InvalidField, clean_language, clean_text
+from .wording import translatable
 
 STATUSES = tuple(status.value for status in SubscriberStatus)
 
@@ -44,11 +45,17 @@ class SubscriberFilter:
 
     def __post_init__(self) -> None:
         if self.status and self.status not in STATUSES:
-            raise InvalidField("status", "Choose one of: " + ", ".join(STATUSES) + ".")
+            raise InvalidField(
+                "status", translatable("Choose one of: %(choices)s."), choices=", ".join(STATUSES)
+            )
         if self.language and self.language not in LANGUAGES:
-            raise InvalidField("language", "Choose one of: " + ", ".join(LANGUAGES) + ".")
+            raise InvalidField(
+                "language",
+                translatable("Choose one of: %(choices)s."),
+                choices=", ".join(LANGUAGES),
+            )
         if len(self.query) > 320:
-            raise InvalidField("q", "At most 320 characters.")
+            raise InvalidField("q", translatable("At most %(count)d characters."), count=320)
         # No address holds one, and PostgreSQL refuses NUL in a query parameter outright.
         if any(ord(ch) < 32 or ord(ch) == 127 for ch in self.query):
             raise InvalidField("q", "Control characters are not allowed.")
@@ -346,7 +353,9 @@ def plan_subscriber_import(text: str, default_language: str) -> ImportPlan:
     ``consent_page``. Rows without ``consent_at`` start as pending and get the double opt-in.
     """
     if default_language not in LANGUAGES:
-        raise InvalidField("language", "Choose one of: " + ", ".join(LANGUAGES) + ".")
+        raise InvalidField(
+            "language", translatable("Choose one of: %(choices)s."), choices=", ".join(LANGUAGES)
+        )
     if not text.strip():
         raise ImportFileError("empty")
     reader = csv.reader(io.StringIO(text, newline=""), dialect=_dialect(text))

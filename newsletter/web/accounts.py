@@ -60,7 +60,7 @@ from ..domain.subscriptions import Consent, InvalidField, clean_language, subscr
 from ..extensions import csrf, db, limiter
 from ..models import User
 from .i18n import request_language, use_language_of
-from .inputs import InputError, is_json_request, read_payload, wants_json
+from .inputs import InputError, explain, is_json_request, read_payload, wants_json
 
 blueprint = Blueprint("accounts", __name__)
 # Pages check the CSRF token themselves (``before_request`` below) so that the same routes can
@@ -124,7 +124,7 @@ def _address_or_error(raw: object, field: str = "email") -> Address:
         return normalise_address(raw)
     except InvalidAddress as exc:
         raise InputError(
-            422, "invalid", _("Check the highlighted fields."), {field: str(exc)}
+            422, "invalid", _("Check the highlighted fields."), {field: explain(exc)}
         ) from None
 
 
@@ -209,7 +209,7 @@ def _register(payload: dict[str, Any]) -> None:
         language = clean_language(payload.get("language"), request_language())
     except InvalidField as exc:
         raise InputError(
-            422, "invalid", _("Check the highlighted fields."), {exc.field: str(exc)}
+            422, "invalid", _("Check the highlighted fields."), {exc.field: explain(exc)}
         ) from None
     registration = register_account(
         address, payload.get("password"), language=language, policy=password_policy()
@@ -658,9 +658,9 @@ def change_email_request():
     except InvalidAddress as exc:
         if wants_json():
             raise InputError(
-                422, "invalid", _("Check the highlighted fields."), {"new_email": str(exc)}
+                422, "invalid", _("Check the highlighted fields."), {"new_email": explain(exc)}
             ) from None
-        return _account_page(422, fields={"new_email": str(exc)})
+        return _account_page(422, fields={"new_email": explain(exc)})
     if address.key == user.email_key:
         message = _("This is already your address.")
         if wants_json():

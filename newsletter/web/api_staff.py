@@ -56,7 +56,7 @@ from ..models import (
     SubscriberStatus,
 )
 from .auth import bearer_token, staff_required
-from .inputs import InputError, is_json_request, read_payload
+from .inputs import InputError, explain, is_json_request, read_payload
 from .openapi import OPENAPI
 
 blueprint = Blueprint("api_staff", __name__, url_prefix="/api")
@@ -365,7 +365,7 @@ def test_send(digest_id: int):
     try:
         address = normalise_address(payload.get("email"))
     except InvalidAddress as exc:
-        raise _invalid({"email": str(exc)}) from None
+        raise _invalid({"email": explain(exc)}) from None
     queue_test_send(digest, address.email)
     db.session.commit()
     return jsonify(status="queued", email=address.email), 202
