@@ -26,20 +26,13 @@ def _rate(function: Callable[[], object], minimum_seconds: float) -> float:
             return calls / elapsed
 
 
-def _release_context(release) -> dict:
-    return {
-        "title": release.title,
-        "dateline": release.dateline,
-        "summary": release.summary,
-        "url": release.url,
-        "image_url": release.image_url,
-        "video_url": release.video_url,
-        "published_at": release.published_at,
-    }
-
-
 def _language_figures(language: str, seconds: float) -> list[Figure]:
-    from newsletter.delivery.digests import UnsubscribeLinks, message_id, render_digest_template
+    from newsletter.delivery.digests import (
+        UnsubscribeLinks,
+        message_id,
+        release_context,
+        render_digest_template,
+    )
     from newsletter.domain.digests import default_subject
     from newsletter.mail.prepared import PreparedMessage, Recipient
     from newsletter.mail.render import _environment
@@ -58,7 +51,7 @@ def _language_figures(language: str, seconds: float) -> list[Figure]:
         context = {
             "digest_subject": subject,
             "digest_date": now,
-            "releases": [_release_context(release) for release in releases],
+            "releases": [release_context(release) for release in releases],
             "unsubscribe_url": "https://news.example.org/unsubscribe/x",
         }
         environment.get_template("digest.txt").render(**context)

@@ -85,7 +85,8 @@ LEASE_SWEEP_SECONDS = 5.0
 # Rendering
 
 
-def _release_context(release: Release) -> dict[str, object]:
+def release_context(release: Release) -> dict[str, object]:
+    """What the digest templates know of a release."""
     return {
         "title": release.title,
         "dateline": release.dateline,
@@ -106,7 +107,7 @@ def render_digest_template(
         language,
         digest_subject=subject,
         digest_date=when,
-        releases=[_release_context(release) for release in releases],
+        releases=[release_context(release) for release in releases],
         unsubscribe_url=UNSUBSCRIBE_MARKER,
     )
     headers, _url, _token = newsletter_headers(0, "")
