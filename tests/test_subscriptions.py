@@ -641,3 +641,14 @@ def test_address_errors_speak_the_readers_language(app, client):
         headers={"Accept-Language": "fr"},
     )
     assert long_name.get_json()["error"]["fields"]["name"] == "Au plus 200 caractères."
+
+
+def test_renewing_an_expired_link_respects_the_daily_cap(app, client, mailbox, run_worker):
+    from newsletter.config import CONFIRM_SUBSCRIPTION
+
+    for _ in range(3):
+        subscribe_json(client, email="late@example.org")
+    token = signed_long_ago(CONFIRM_SUBSCRIPTION, pending_subscriber_token_data(app), days=8)
+    assert client.post(f"/subscribe/confirm/{token}/renew").status_code == 202
+    with app.app_context():
+        assert count(OutboxMessage) == 3  # the cap holds for renewals too

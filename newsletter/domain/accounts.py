@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select, update
 
 from ..config import (
     ACCOUNT_NOTICES_PER_ADDRESS_PER_DAY,
@@ -24,9 +24,10 @@ from ..config import (
     VERIFY_EMAIL,
 )
 from ..extensions import db
-from ..models import ApiToken, OneTimeCode, OutboxMessage, Subscriber, User, utcnow
+from ..models import ApiToken, OneTimeCode, Subscriber, User, utcnow
 from . import codes
 from .addresses import Address, normalise_address
+from .mail_caps import under_daily_cap
 from .passwords import check_password_policy, hash_password, verify_password
 from .tokens import TokenSigner
 
@@ -103,23 +104,9 @@ def create_staff(email: str, password: str, *, policy: str = "site", language: s
     return user
 
 
-def account_notices_sent_today(user: User) -> int:
-    since = utcnow() - timedelta(days=1)
-    return (
-        db.session.scalar(
-            select(func.count(OutboxMessage.id)).where(
-                OutboxMessage.recipient_key == user.email_key,
-                OutboxMessage.kind == ACCOUNT_EXISTS_KIND,
-                OutboxMessage.created_at >= since,
-            )
-        )
-        or 0
-    )
-
-
 def may_send_account_notice(user: User) -> bool:
     """Capped, so registering someone else's address repeatedly cannot flood their inbox."""
-    return account_notices_sent_today(user) < ACCOUNT_NOTICES_PER_ADDRESS_PER_DAY
+    return under_daily_cap(user.email_key, ACCOUNT_EXISTS_KIND, ACCOUNT_NOTICES_PER_ADDRESS_PER_DAY)
 
 
 class LoginState(enum.StrEnum):

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from ..config import (
     CONFIRM_SUBSCRIPTION,
@@ -23,8 +22,9 @@ from ..config import (
     TokenPurpose,
 )
 from ..extensions import db
-from ..models import OutboxMessage, Subscriber, SubscriberStatus, utcnow
+from ..models import Subscriber, SubscriberStatus, utcnow
 from .addresses import Address
+from .mail_caps import under_daily_cap
 from .tokens import TokenResult, TokenSigner
 from .wording import ExplainedError, translatable
 
@@ -88,18 +88,9 @@ def find_subscriber(address: Address) -> Subscriber | None:
     return db.session.scalar(select(Subscriber).where(Subscriber.email_key == address.key))
 
 
-def confirmations_sent_today(address: Address) -> int:
-    since = utcnow() - timedelta(days=1)
-    return (
-        db.session.scalar(
-            select(func.count(OutboxMessage.id)).where(
-                OutboxMessage.recipient_key == address.key,
-                OutboxMessage.kind == CONFIRMATION_KIND,
-                OutboxMessage.created_at >= since,
-            )
-        )
-        or 0
-    )
+def may_send_confirmation(address: Address) -> bool:
+    """Subscription bombing: at most a few confirmation emails per address per day."""
+    return under_daily_cap(address.key, CONFIRMATION_KIND, CONFIRMATIONS_PER_ADDRESS_PER_DAY)
 
 
 def subscribe(
@@ -139,8 +130,7 @@ def subscribe(
     subscriber.consent_user_agent = (consent.user_agent or "")[:400] or None
     subscriber.consent_source = consent.source
     db.session.flush()
-    under_cap = confirmations_sent_today(address) < CONFIRMATIONS_PER_ADDRESS_PER_DAY
-    return SubscribeOutcome(subscriber, send_confirmation=under_cap)
+    return SubscribeOutcome(subscriber, send_confirmation=may_send_confirmation(address))
 
 
 def _subscriber_token(

@@ -7,7 +7,6 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, render_template, request
 from flask_babel import gettext as _
 
-from ..config import CONFIRMATIONS_PER_ADDRESS_PER_DAY
 from ..delivery.signing import app_signer
 from ..delivery.subscriptions import queue_confirmation_email, queue_welcome_email
 from ..domain.addresses import Address, InvalidAddress, normalise_address
@@ -18,7 +17,7 @@ from ..domain.subscriptions import (
     change_language,
     clean_language,
     confirm_subscription,
-    confirmations_sent_today,
+    may_send_confirmation,
     preferences_token,
     subscribe,
     subscriber_for_expired_confirmation,
@@ -131,7 +130,7 @@ def renew_confirmation(token: str):
     subscriber = subscriber_for_expired_confirmation(app_signer(), token)
     if subscriber is not None:
         address = Address(email=subscriber.email, key=subscriber.email_key)
-        if confirmations_sent_today(address) < CONFIRMATIONS_PER_ADDRESS_PER_DAY:
+        if may_send_confirmation(address):
             queue_confirmation_email(subscriber)
             db.session.commit()
     # Same answer whatever happened: the link may have been forwarded.
