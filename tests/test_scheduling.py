@@ -164,7 +164,10 @@ def test_a_stored_job_missed_beyond_grace_is_recorded_when_a_scheduler_starts(ap
     app.config["DIGEST_MISFIRE_GRACE_SECONDS"] = 60
     with app.app_context():
         digest_id, _ = schedule_digest("fr", 3600)
-        schedule = create_schedule({"language": "fr", "cron": "0 8 * * *"})
+        # A period 12 hours off: no real period falls in the three hours this test rewinds,
+        # whatever time of day the suite runs.
+        hour = (datetime.now(UTC) - timedelta(hours=12)).hour
+        schedule = create_schedule({"language": "fr", "cron": f"0 {hour} * * *", "timezone": "UTC"})
         db.session.commit()
         schedule_id = schedule.id
     first = DigestScheduler(app)
