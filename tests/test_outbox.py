@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def queue_test_email(to: str = "someone@example.org", language: str = "en") -> int:
-    row = queue_email(
+    message_id = queue_email(
         "test",
         to=to,
         template="subscription_confirm",
@@ -29,7 +29,7 @@ def queue_test_email(to: str = "someone@example.org", language: str = "en") -> i
         name="",
     )
     db.session.commit()
-    return row.id
+    return message_id
 
 
 def outbox_row(message_id: int) -> OutboxMessage:

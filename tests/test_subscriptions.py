@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 import pytest
@@ -153,6 +155,27 @@ def test_repeated_subscribes_keep_one_row_and_cap_confirmation_emails(
         assert count(OutboxMessage) == 3  # CONFIRMATIONS_PER_ADDRESS_PER_DAY
     run_worker()
     assert len(mailbox.wait_for(3)) == 3
+
+
+def test_simultaneous_subscribes_for_one_new_address_all_succeed(app, mailbox, run_worker):
+    """Several requests for the same new address at once (a double click, a retrying client):
+    the database settles them on the unique key, so none fails and one row results."""
+    barrier = threading.Barrier(8)
+
+    def post() -> int:
+        with app.test_client() as own_client:
+            barrier.wait()
+            return subscribe_json(own_client, email="Twice@Example.org").status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(lambda _: post(), range(8)))
+    assert statuses == [202] * 8
+    with app.app_context():
+        row = only_subscriber()
+        assert (row.email_key, row.status) == ("twice@example.org", SubscriberStatus.PENDING)
+        assert 1 <= count(OutboxMessage) <= 8
+    run_worker()
+    assert {message.to for message in mailbox.wait_for(1)} == {"Twice@example.org"}
 
 
 def test_internationalised_address_is_accepted_and_delivered(app, client, mailbox, run_worker):
@@ -623,7 +646,6 @@ def test_healthz_answers_when_the_database_does(client):
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.get_json()["database"] == "up"
-
 
 
 def test_address_errors_speak_the_readers_language(app, client):

@@ -19,7 +19,7 @@ from ..domain.accounts import (
 )
 from ..domain.addresses import Address
 from ..mail.render import render_email
-from ..models import OutboxMessage, User
+from ..models import User
 from .links import public_url_for
 from .outbox import queue_email
 from .signing import app_signer
@@ -113,7 +113,7 @@ def send_change_email_code(user: User, new_address: Address) -> bool:
     return True
 
 
-def queue_account_exists_notice(user: User) -> OutboxMessage | None:
+def queue_account_exists_notice(user: User) -> int | None:
     """ "Someone tried to register with your address", capped per day."""
     if not may_send_account_notice(user):
         return None
@@ -127,7 +127,7 @@ def queue_account_exists_notice(user: User) -> OutboxMessage | None:
     )
 
 
-def queue_password_changed(user: User) -> OutboxMessage:
+def queue_password_changed(user: User) -> int:
     """Tell the owner; if it was not them, the reset link gets the account back."""
     return queue_email(
         PASSWORD_CHANGED_KIND,
@@ -138,7 +138,7 @@ def queue_password_changed(user: User) -> OutboxMessage:
     )
 
 
-def queue_email_changed(user: User, old_email: str) -> OutboxMessage:
+def queue_email_changed(user: User, old_email: str) -> int:
     """Tell the *old* address that the account moved, so a hijack does not go unnoticed."""
     return queue_email(
         EMAIL_CHANGED_KIND,

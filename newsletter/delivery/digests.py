@@ -69,7 +69,7 @@ from ..models import (
     SubscriberStatus,
     utcnow,
 )
-from .links import public_url_for
+from .links import public_url_for, token_url
 from .outbox import queue_message
 from .signing import app_signer
 from .subscriptions import newsletter_headers
@@ -121,17 +121,15 @@ def render_digest_template(
 
 
 class UnsubscribeLinks:
-    """Per-recipient unsubscribe URLs: one signer and one URL pattern for a whole batch."""
-
-    _TOKEN = "TOKENSLOT"  # noqa: S105 - a placeholder, not a secret
+    """Per-recipient unsubscribe URLs: one signer for a whole batch."""
 
     def __init__(self) -> None:
         self.signer = app_signer()
-        pattern = public_url_for("public.unsubscribe", token=self._TOKEN)
-        self.prefix, _, self.suffix = pattern.partition(self._TOKEN)
 
     def url(self, subscriber_id: int, email_key: str) -> str:
-        return self.prefix + unsubscribe_token(self.signer, subscriber_id, email_key) + self.suffix
+        return token_url(
+            "public.unsubscribe", unsubscribe_token(self.signer, subscriber_id, email_key)
+        )
 
 
 def message_id(digest_id: int, subscriber_id: int, prepared: PreparedMessage) -> str:

@@ -18,3 +18,18 @@ def public_url_for(endpoint: str, **values: Any) -> str:
         public.netloc, script_name=public.path or "/", url_scheme=public.scheme or "https"
     )
     return adapter.build(endpoint, values, force_external=True)
+
+
+_TOKEN_PLACEHOLDER = "TOKENSLOT"  # noqa: S105 - a placeholder, not a secret
+
+
+def token_url(endpoint: str, token: str) -> str:
+    """``public_url_for(endpoint, token=token)`` for a URL-safe token, at the cost of a string
+    concatenation: each endpoint's URL is built once per app around a placeholder."""
+    patterns = current_app.extensions.setdefault("newsletter.token_urls", {})
+    pattern = patterns.get(endpoint)
+    if pattern is None:
+        url = public_url_for(endpoint, token=_TOKEN_PLACEHOLDER)
+        prefix, _, suffix = url.partition(_TOKEN_PLACEHOLDER)
+        pattern = patterns[endpoint] = (prefix, suffix)
+    return pattern[0] + token + pattern[1]

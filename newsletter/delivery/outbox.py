@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage
 
 from flask import current_app
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 
 from ..config import CLAIM_LEASE, OUTBOX_BACKOFF_BASE, OUTBOX_BACKOFF_CAP, OUTBOX_MAX_ATTEMPTS
 from ..domain.addresses import address_key
@@ -27,20 +27,34 @@ from ..models import OutboxMessage, OutboxStatus, utcnow
 log = logging.getLogger(__name__)
 
 
-def queue_message(kind: str, recipient: str, message: EmailMessage | bytes) -> OutboxMessage:
-    """Add a message to the outbox in the current transaction (the caller commits)."""
+def queue_message(kind: str, recipient: str, message: EmailMessage | bytes) -> int:
+    """Add a message to the outbox in the current transaction (the caller commits); returns
+    its id. A plain insert, not an ORM object: this is on every subscribe request's path."""
     data = message if isinstance(message, bytes) else message_bytes(message)
-    row = OutboxMessage(
-        kind=kind,
-        recipient=recipient,
-        recipient_key=address_key(recipient),
-        message=data,
-        status=OutboxStatus.QUEUED,
-        attempts=0,
-        next_attempt_at=utcnow(),
+    now = utcnow()
+    result = db.session.execute(
+        _QUEUE_MESSAGE,
+        {
+            "kind": kind,
+            "recipient": recipient,
+            "recipient_key": address_key(recipient),
+            "message": data,
+            "now": now,
+        },
     )
-    db.session.add(row)
-    return row
+    return result.inserted_primary_key[0]
+
+
+_QUEUE_MESSAGE = insert(OutboxMessage.__table__).values(
+    kind=bindparam("kind"),
+    recipient=bindparam("recipient"),
+    recipient_key=bindparam("recipient_key"),
+    message=bindparam("message"),
+    status=OutboxStatus.QUEUED.value,
+    attempts=0,
+    next_attempt_at=bindparam("now"),
+    created_at=bindparam("now"),
+)
 
 
 def queue_email(
@@ -53,7 +67,7 @@ def queue_email(
     language: str,
     headers: dict[str, str] | None = None,
     **context: object,
-) -> OutboxMessage:
+) -> int:
     """Render ``templates/emails/<template>.{txt,html}`` and queue it for the address ``to``."""
     rendered = render_email(template, language, **context)
     all_headers = {"Auto-Submitted": "auto-generated", **(headers or {})}

@@ -2,33 +2,69 @@
 
 from __future__ import annotations
 
+from email.utils import make_msgid
+
 from flask import current_app
 
 from ..domain.subscriptions import (
     CONFIRMATION_KIND,
+    PendingSubscriber,
     confirmation_token,
     preferences_token,
     unsubscribe_token,
 )
 from ..mail.message import envelope_sender
-from ..models import OutboxMessage, Subscriber
-from .links import public_url_for
-from .outbox import queue_email
+from ..mail.prepared import (
+    LINK_MARKER,
+    NAME_MARKER,
+    PreparedMessage,
+    Recipient,
+    build_template,
+)
+from ..mail.render import render_email
+from ..models import Subscriber
+from .links import public_url_for, token_url
+from .outbox import queue_email, queue_message
 from .signing import app_signer
 
 
-def queue_confirmation_email(subscriber: Subscriber) -> OutboxMessage:
-    """The double opt-in email: exactly one confirmation link in its plain text."""
+def queue_confirmation_email(subscriber: Subscriber | PendingSubscriber) -> int:
+    """The double opt-in email: exactly one confirmation link in its plain text.
+
+    The hot path of a subscribe request: the email is rendered once per language (and with or
+    without a name) and personalised by substitution. Returns the outbox message's id.
+    """
+    prepared = _confirmation_template(subscriber.language, bool(subscriber.name))
     token = confirmation_token(app_signer(), subscriber)
-    return queue_email(
-        CONFIRMATION_KIND,
-        to=subscriber.email,
-        to_name=subscriber.name,
-        template="subscription_confirm",
-        language=subscriber.language,
-        confirm_url=public_url_for("public.confirm", token=token),
-        name=subscriber.name or "",
+    data = prepared.personalise(
+        Recipient(
+            address=subscriber.email,
+            name=subscriber.name,
+            link_url=token_url("public.confirm", token),
+            message_id=make_msgid(domain=prepared.domain),
+        )
     )
+    return queue_message(CONFIRMATION_KIND, subscriber.email, data)
+
+
+def _confirmation_template(language: str, named: bool) -> PreparedMessage:
+    templates = current_app.extensions.setdefault("newsletter.confirmation_templates", {})
+    prepared = templates.get((language, named))
+    if prepared is None:
+        rendered = render_email(
+            "subscription_confirm",
+            language,
+            confirm_url=LINK_MARKER,
+            name=NAME_MARKER if named else "",
+        )
+        template = build_template(
+            rendered,
+            mail_from=current_app.config["MAIL_FROM"],
+            headers={"Auto-Submitted": "auto-generated"},
+            list_unsubscribe=False,
+        )
+        prepared = templates[(language, named)] = PreparedMessage(template)
+    return prepared
 
 
 def newsletter_headers(subscriber_id: int, email_key: str) -> tuple[dict[str, str], str, str]:
@@ -49,7 +85,7 @@ def newsletter_headers(subscriber_id: int, email_key: str) -> tuple[dict[str, st
     return headers, unsubscribe_url, token
 
 
-def queue_welcome_email(subscriber: Subscriber) -> OutboxMessage | None:
+def queue_welcome_email(subscriber: Subscriber) -> int | None:
     """A welcome note after confirming: a newsletter message, so it carries List-Unsubscribe."""
     if not current_app.config.get("SEND_WELCOME_EMAIL", True):
         return None

@@ -7,9 +7,12 @@ the caller learns privately whether a confirmation email is due.
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass
+from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import Insert, bindparam, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from ..config import (
     CONFIRM_SUBSCRIPTION,
@@ -22,7 +25,7 @@ from ..config import (
     TokenPurpose,
 )
 from ..extensions import db
-from ..models import Subscriber, SubscriberStatus, utcnow
+from ..models import OutboxMessage, Subscriber, SubscriberStatus, utcnow
 from .addresses import Address
 from .mail_caps import under_daily_cap
 from .tokens import TokenResult, TokenSigner
@@ -50,8 +53,20 @@ class Consent:
 
 
 @dataclass(frozen=True)
+class PendingSubscriber:
+    """What the confirmation email needs of a subscriber waiting for the double opt-in."""
+
+    id: int
+    email: str
+    email_key: str
+    name: str | None
+    language: str
+
+
+@dataclass(frozen=True)
 class SubscribeOutcome:
-    subscriber: Subscriber
+    # None when the address is already confirmed: nothing changes and no email goes out.
+    subscriber: PendingSubscriber | None
     # True when a confirmation email should go out now (pending and under the daily cap).
     send_confirmation: bool
 
@@ -84,13 +99,69 @@ def clean_language(value: object, default: str) -> str:
     return value.lower()
 
 
-def find_subscriber(address: Address) -> Subscriber | None:
-    return db.session.scalar(select(Subscriber).where(Subscriber.email_key == address.key))
-
-
 def may_send_confirmation(address: Address) -> bool:
     """Subscription bombing: at most a few confirmation emails per address per day."""
     return under_daily_cap(address.key, CONFIRMATION_KIND, CONFIRMATIONS_PER_ADDRESS_PER_DAY)
+
+
+@functools.cache
+def _subscribe_statement(dialect: str) -> Insert:
+    """One round trip for a subscription request: insert the address, or restart the double
+    opt-in of an address that is not confirmed, and count its recent confirmation emails.
+
+    A confirmed address matches no row (the update's WHERE fails), so it stays as it is and
+    the statement returns nothing. Concurrent requests for a new address cannot collide: the
+    database settles them on the unique ``email_key``. Built once per dialect.
+    """
+    table = Subscriber.__table__
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(table).values(
+        email=bindparam("email"),
+        email_key=bindparam("email_key"),
+        name=bindparam("name"),
+        language=bindparam("language"),
+        status=SubscriberStatus.PENDING.value,
+        created_at=bindparam("now"),
+        consent_at=bindparam("now"),
+        consent_ip=bindparam("consent_ip"),
+        consent_page=bindparam("consent_page"),
+        consent_user_agent=bindparam("consent_user_agent"),
+        consent_source=bindparam("consent_source"),
+        hard_bounces=0,
+    )
+    new = statement.excluded
+    recent_confirmations = (
+        select(func.count(OutboxMessage.id))
+        .where(
+            OutboxMessage.recipient_key == bindparam("email_key"),
+            OutboxMessage.kind == CONFIRMATION_KIND,
+            OutboxMessage.created_at >= bindparam("since"),
+        )
+        .scalar_subquery()
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[table.c.email_key],
+        set_={
+            # Pending, unsubscribed or bounced: a fresh request restarts the double opt-in.
+            "status": SubscriberStatus.PENDING.value,
+            "confirmed_at": None,
+            "language": new.language,
+            "name": func.coalesce(new.name, table.c.name),
+            "consent_at": new.consent_at,
+            "consent_ip": new.consent_ip,
+            "consent_page": new.consent_page,
+            "consent_user_agent": new.consent_user_agent,
+            "consent_source": new.consent_source,
+        },
+        where=table.c.status != SubscriberStatus.CONFIRMED.value,
+    ).returning(
+        table.c.id,
+        table.c.email,
+        table.c.email_key,
+        table.c.name,
+        table.c.language,
+        recent_confirmations.label("recent_confirmations"),
+    )
 
 
 def subscribe(
@@ -102,35 +173,29 @@ def subscribe(
 ) -> SubscribeOutcome:
     """Record a subscription request; a confirmed address stays confirmed and hears nothing."""
     name = clean_text(name, "name", MAX_NAME_LENGTH)
-    page = consent.page[:MAX_PAGE_URL_LENGTH] if consent.page else None
-    subscriber = find_subscriber(address)
-    if subscriber is None:
-        subscriber = Subscriber(
-            email=address.email,
-            email_key=address.key,
-            name=name,
-            language=language,
-            status=SubscriberStatus.PENDING,
-            hard_bounces=0,
-        )
-        db.session.add(subscriber)
-    elif subscriber.status == SubscriberStatus.CONFIRMED:
-        return SubscribeOutcome(subscriber, send_confirmation=False)
-    else:
-        # Pending, unsubscribed or bounced: a fresh request restarts the double opt-in.
-        if subscriber.status != SubscriberStatus.PENDING:
-            subscriber.status = SubscriberStatus.PENDING
-            subscriber.confirmed_at = None
-        subscriber.language = language
-        if name:
-            subscriber.name = name
-    subscriber.consent_at = utcnow()
-    subscriber.consent_ip = consent.ip
-    subscriber.consent_page = page
-    subscriber.consent_user_agent = (consent.user_agent or "")[:400] or None
-    subscriber.consent_source = consent.source
-    db.session.flush()
-    return SubscribeOutcome(subscriber, send_confirmation=may_send_confirmation(address))
+    now = utcnow()
+    session = db.session
+    row = session.execute(
+        _subscribe_statement(session.get_bind().dialect.name),
+        {
+            "email": address.email,
+            "email_key": address.key,
+            "name": name,
+            "language": language,
+            "now": now,
+            "since": now - timedelta(days=1),
+            "consent_ip": consent.ip,
+            "consent_page": consent.page[:MAX_PAGE_URL_LENGTH] if consent.page else None,
+            "consent_user_agent": (consent.user_agent or "")[:400] or None,
+            "consent_source": consent.source,
+        },
+    ).one_or_none()
+    if row is None:
+        return SubscribeOutcome(None, send_confirmation=False)
+    subscriber = PendingSubscriber(row.id, row.email, row.email_key, row.name, row.language)
+    # Subscription bombing: at most a few confirmation emails per address per day.
+    under_cap = row.recent_confirmations < CONFIRMATIONS_PER_ADDRESS_PER_DAY
+    return SubscribeOutcome(subscriber, send_confirmation=under_cap)
 
 
 def _subscriber_token(
@@ -142,7 +207,7 @@ def _subscriber_token(
     )
 
 
-def confirmation_token(signer: TokenSigner, subscriber: Subscriber) -> str:
+def confirmation_token(signer: TokenSigner, subscriber: Subscriber | PendingSubscriber) -> str:
     return _subscriber_token(signer, CONFIRM_SUBSCRIPTION, subscriber.id, subscriber.email_key)
 
 

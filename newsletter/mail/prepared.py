@@ -1,9 +1,10 @@
 """A message rendered once and personalised per recipient by substitution into bytes.
 
-Rendering a digest (Jinja, CSS inlining, MIME serialisation) costs far more than sending it.
-So the digest is serialised once into a *template*: the final message bytes with NUL-delimited
-slots for what differs per recipient (To, Message-ID, Date, the unsubscribe URL in the
-``List-Unsubscribe`` header and in both bodies). Personalising is a ``bytes.join``.
+Rendering an email (Jinja, CSS inlining, MIME serialisation) costs far more than sending it.
+So a digest, or a subscription confirmation, is serialised once into a *template*: the final
+message bytes with NUL-delimited slots for what differs per recipient (To, Message-ID, Date,
+the unsubscribe URL in the ``List-Unsubscribe`` header and in both bodies, a personal link,
+the recipient's name). Personalising is a ``bytes.join``.
 
 The bodies are quoted-printable. A slot inside a body sits between two soft line breaks
 (``=\\r\\n``), which decoders remove, so each piece is encoded on its own, line lengths stay
@@ -16,19 +17,26 @@ from __future__ import annotations
 import binascii
 import hashlib
 import html
+import re
 import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from email.charset import Charset
 from email.policy import SMTP
 from email.utils import formataddr, formatdate
+
+from markupsafe import escape
 
 from .message import sender_domain
 from .render import RenderedEmail
 
-# What a template marks in rendered text and HTML where the unsubscribe URL goes (letters and
-# digits only, so neither Jinja escaping nor CSS inlining touches it).
+# What a template marks in rendered text and HTML where per-recipient values go (letters and
+# digits only, so neither Jinja escaping nor CSS inlining touches them): the unsubscribe URL,
+# a personal link (a confirmation URL, say) and the recipient's name.
 UNSUBSCRIBE_MARKER = "NLUNSUBSCRIBEURL7F3A9C"
+LINK_MARKER = "NLPERSONALLINK5E2B8D"
+NAME_MARKER = "NLRECIPIENTNAME9D4C1A"
 
 SLOT_TO = "to"
 SLOT_MESSAGE_ID = "message_id"
@@ -36,6 +44,10 @@ SLOT_DATE = "date"
 SLOT_UNSUBSCRIBE_HEADER = "unsubscribe_header"
 SLOT_UNSUBSCRIBE_TEXT = "unsubscribe_text"
 SLOT_UNSUBSCRIBE_HTML = "unsubscribe_html"
+SLOT_LINK_TEXT = "link_text"
+SLOT_LINK_HTML = "link_html"
+SLOT_NAME_TEXT = "name_text"
+SLOT_NAME_HTML = "name_html"
 SLOTS = (
     SLOT_TO,
     SLOT_MESSAGE_ID,
@@ -43,8 +55,19 @@ SLOTS = (
     SLOT_UNSUBSCRIBE_HEADER,
     SLOT_UNSUBSCRIBE_TEXT,
     SLOT_UNSUBSCRIBE_HTML,
+    SLOT_LINK_TEXT,
+    SLOT_LINK_HTML,
+    SLOT_NAME_TEXT,
+    SLOT_NAME_HTML,
 )
 _SLOT_INDEX = {name: index for index, name in enumerate(SLOTS)}
+# Body markers and the slot each becomes in the text part and in the HTML part.
+_BODY_SLOTS = {
+    UNSUBSCRIBE_MARKER: (SLOT_UNSUBSCRIBE_TEXT, SLOT_UNSUBSCRIBE_HTML),
+    LINK_MARKER: (SLOT_LINK_TEXT, SLOT_LINK_HTML),
+    NAME_MARKER: (SLOT_NAME_TEXT, SLOT_NAME_HTML),
+}
+_BODY_MARKERS = re.compile("|".join(_BODY_SLOTS))
 
 
 def _slot(name: str) -> bytes:
@@ -56,14 +79,21 @@ def _qp(text: str) -> bytes:
     return binascii.b2a_qp(text.encode("utf-8"), istext=True).replace(b"\n", b"\r\n")
 
 
-def _qp_with_slot(text: str, slot: str) -> bytes:
-    """Encode ``text`` with the unsubscribe marker replaced by a slot between soft breaks."""
+def _qp_with_slots(text: str, part: int) -> bytes:
+    """Encode ``text`` with each body marker replaced by its slot between soft breaks
+    (``part`` 0 for the text part's slots, 1 for the HTML part's)."""
     text = text.replace("\r\n", "\n")
-    pieces = text.split(UNSUBSCRIBE_MARKER)
-    joint = b"=\r\n" + _slot(slot) + b"=\r\n"
+    out: list[bytes] = []
+    position = 0
+    for match in _BODY_MARKERS.finditer(text):
+        slot = _BODY_SLOTS[match.group()][part]
+        out += [_qp(text[position : match.start()]), b"=\r\n", _slot(slot), b"=\r\n"]
+        position = match.end()
+    out.append(_qp(text[position:]))
     # The line break before a boundary belongs to the boundary (RFC 2046): one more keeps the
     # text's own last line break.
-    return joint.join(_qp(piece) for piece in pieces) + b"\r\n"
+    out.append(b"\r\n")
+    return b"".join(out)
 
 
 def _header(name: str, value: str) -> bytes:
@@ -79,11 +109,13 @@ def build_template(
     mail_from: str,
     headers: Mapping[str, str] | None = None,
     mailto_unsubscribe: str | None = None,
+    list_unsubscribe: bool = True,
 ) -> bytes:
-    """Serialise ``rendered`` (text and HTML carrying ``UNSUBSCRIBE_MARKER``) into a template.
+    """Serialise ``rendered`` (text and HTML carrying the body markers) into a template.
 
     ``headers`` are the headers every recipient gets (List-Id, List-Unsubscribe-Post...);
-    ``List-Unsubscribe`` is built here from the per-recipient URL and ``mailto_unsubscribe``.
+    ``List-Unsubscribe`` is built here from the per-recipient URL and ``mailto_unsubscribe``,
+    unless ``list_unsubscribe`` is false (a transactional email, not a newsletter).
     """
     boundary = "=_" + secrets.token_hex(16)  # "=_" never occurs in quoted-printable text
     head = [
@@ -93,10 +125,11 @@ def build_template(
         b"Date: " + _slot(SLOT_DATE) + b"\r\n",
         b"Message-ID: " + _slot(SLOT_MESSAGE_ID) + b"\r\n",
     ]
-    unsubscribe = b"List-Unsubscribe: <" + _slot(SLOT_UNSUBSCRIBE_HEADER) + b">"
-    if mailto_unsubscribe:
-        unsubscribe += b",\r\n <" + mailto_unsubscribe.encode("ascii") + b">"
-    head.append(unsubscribe + b"\r\n")
+    if list_unsubscribe:
+        unsubscribe = b"List-Unsubscribe: <" + _slot(SLOT_UNSUBSCRIBE_HEADER) + b">"
+        if mailto_unsubscribe:
+            unsubscribe += b",\r\n <" + mailto_unsubscribe.encode("ascii") + b">"
+        head.append(unsubscribe + b"\r\n")
     for name, value in (headers or {}).items():
         if name.lower() == "list-unsubscribe":
             continue
@@ -114,10 +147,10 @@ def build_template(
     body = [
         f"--{boundary}\r\n".encode(),
         part_head.format(subtype="plain").encode(),
-        _qp_with_slot(rendered.text, SLOT_UNSUBSCRIBE_TEXT),
+        _qp_with_slots(rendered.text, 0),
         f"--{boundary}\r\n".encode(),
         part_head.format(subtype="html").encode(),
-        _qp_with_slot(rendered.html, SLOT_UNSUBSCRIBE_HTML),
+        _qp_with_slots(rendered.html, 1),
         f"--{boundary}--\r\n".encode(),
     ]
     return b"".join(head + body)
@@ -139,27 +172,42 @@ class _DateCache:
 
 
 _dates = _DateCache()
+_UTF8 = Charset("utf-8")
 
 
 @dataclass(frozen=True)
 class Recipient:
-    """What differs per recipient."""
+    """What differs per recipient. ``name`` goes in ``To`` and wherever the template greets
+    the recipient by name."""
 
     address: str
-    unsubscribe_url: str
     message_id: str
+    unsubscribe_url: str = ""
+    link_url: str = ""
     name: str | None = None
 
 
 def to_header(address: str, name: str | None) -> bytes:
-    """``To`` value: the address, with an RFC 2047-encoded display name when there is one."""
-    if not address.isascii():
-        # SMTPUTF8 message (RFC 6532): raw UTF-8 is allowed in headers.
+    """``To`` value: the address, with an RFC 2047-encoded display name when there is one.
+
+    An internationalised address is written as raw UTF-8 (an SMTPUTF8 message, RFC 6532).
+    """
+    name = " ".join(name.replace("\x00", "").split()) if name else ""
+    if not name:
         return address.encode("utf-8")
-    if name:
-        name = " ".join(name.replace("\x00", "").split())
-        return formataddr((name, address), charset="utf-8").encode("ascii")
-    return address.encode("ascii")
+    if "=?" in name:
+        # It would read as an RFC 2047 encoded word: encode it, so it reads back as typed.
+        display = _UTF8.header_encode(name)
+    else:
+        # formataddr quotes or encodes the name as needed (it wants an ASCII address).
+        display = formataddr((name, "a@a"), charset="utf-8").removesuffix(" <a@a>")
+    return f"{display} <{address}>".encode()
+
+
+def _url_values(url: str) -> tuple[bytes, bytes]:
+    """A URL quoted-printable for the text part and, HTML-escaped, for the HTML part."""
+    text_url = _qp(url)
+    return text_url, (text_url if "&" not in url else _qp(html.escape(url)))
 
 
 class PreparedMessage:
@@ -175,6 +223,8 @@ class PreparedMessage:
         if unknown or len(self._literals) != len(slot_names) + 1:
             raise ValueError(f"not a message template (slots {sorted(unknown)})")
         self._slot_indexes = [_SLOT_INDEX[name] for name in slot_names]
+        self._uses_link = SLOT_LINK_TEXT in slot_names or SLOT_LINK_HTML in slot_names
+        self._uses_name = SLOT_NAME_TEXT in slot_names or SLOT_NAME_HTML in slot_names
         # Tells renderings apart in Message-IDs (same digest, same subscriber, same id).
         self.nonce = hashlib.blake2s(template, digest_size=5).hexdigest()
         self.domain = sender_domain(self._header_text(b"From") or "")
@@ -188,17 +238,19 @@ class PreparedMessage:
     def personalise(self, recipient: Recipient, date: bytes | None = None) -> bytes:
         """The complete message for one recipient, CRLF line ends, ready for SMTP DATA."""
         url = recipient.unsubscribe_url
-        url_bytes = url.encode("ascii")
-        text_url = _qp(url)
-        html_url = text_url if "&" not in url else _qp(html.escape(url))
-        values = (
+        text_url, html_url = _url_values(url)
+        values = [
             to_header(recipient.address, recipient.name),
             recipient.message_id.encode("ascii"),
             date or _dates.now(),
-            url_bytes,
+            url.encode("ascii"),
             text_url,
             html_url,
-        )
+        ]
+        values += _url_values(recipient.link_url) if self._uses_link else (b"", b"")
+        if self._uses_name:
+            name = recipient.name or ""
+            values += (_qp(name), _qp(str(escape(name))))
         literals = self._literals
         out = [literals[0]]
         for position, slot_index in enumerate(self._slot_indexes, start=1):
