@@ -1,6 +1,7 @@
 """Subscribe under load: ``POST /api/v1/subscriptions`` through gunicorn on PostgreSQL, many
 concurrent clients on loopback (wrk, or a Python generator when wrk is missing), against a
-bare Flask route served the same way."""
+bare Flask route served the same way, and against that route plus the least a durable
+subscription costs (one raw INSERT and its COMMIT: ``bench/bare_db_app.py``)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from sqlalchemy.engine import make_url
 
 from .common import ROOT, SECRET_KEY, Figure, fresh_database, log
 from .smtp_counter import free_port
@@ -207,6 +210,10 @@ def subscribe_figures(*, full: bool) -> list[Figure]:
     with Gunicorn("bench.bare_app:app", {}) as bare:
         bare_result = load(bare.port, connections=connections, seconds=seconds, run_id="bare")
     with fresh_database("postgres") as url:
+        libpq_url = make_url(url).set(drivername="postgresql").render_as_string(False)
+        with Gunicorn("bench.bare_db_app:app", {"BENCH_BARE_DATABASE_URL": libpq_url}) as floor:
+            floor_result = load(floor.port, connections=connections, seconds=seconds, run_id="db")
+    with fresh_database("postgres") as url:
         env = {
             "NEWSLETTER_DATABASE_URL": url,
             "NEWSLETTER_RATELIMIT_ENABLED": "false",
@@ -220,7 +227,8 @@ def subscribe_figures(*, full: bool) -> list[Figure]:
     log(
         f"subscribe: service {result.rate:.0f} req/s p50 {result.p50_ms:.1f} ms p99 "
         f"{result.p99_ms:.1f} ms errors {result.errors}; bare {bare_result.rate:.0f} req/s "
-        f"p99 {bare_result.p99_ms:.1f} ms; rows written {rows}"
+        f"p99 {bare_result.p99_ms:.1f} ms; bare + raw INSERT/COMMIT {floor_result.rate:.0f} "
+        f"req/s p99 {floor_result.p99_ms:.1f} ms; rows written {rows}"
     )
     note = f"{connections} clients, {gunicorn_workers()} gunicorn workers, {result.generator}"
     return [
@@ -232,6 +240,14 @@ def subscribe_figures(*, full: bool) -> list[Figure]:
             "bare Flask route",
             goal=">= 0.4x",
             note=note,
+        ),
+        Figure(
+            "subscribe: requests/s vs the least a durable write costs",
+            result.rate,
+            "req/s",
+            floor_result.rate,
+            "bare route + one raw INSERT/COMMIT",
+            note="the floor on this machine: bench/README.md",
         ),
         Figure(
             "subscribe: p50 latency",
