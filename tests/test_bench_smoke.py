@@ -36,3 +36,33 @@ def test_table_shows_value_baseline_and_ratio():
     assert "900 msg/s" in table
     assert "1,000 msg/s (A: raw smtplib)" in table
     assert "0.90x" in table
+
+
+def test_subscribe_baselines_answer_like_the_service(database_url, is_postgres, monkeypatch):
+    """Both routes the subscribe benchmark compares against answer what the service answers;
+    the floor route writes one row per new address (it needs PostgreSQL)."""
+    from bench import bare_app
+
+    bare = bare_app.app.test_client()
+    assert bare.post("/api/v1/subscriptions", json={"email": "a@example.org"}).status_code == 202
+    assert bare.post("/api/v1/subscriptions", json={"email": 3}).status_code == 422
+    if not is_postgres:
+        pytest.skip("the floor route of the subscribe benchmark runs on PostgreSQL only")
+    from sqlalchemy.engine import make_url
+
+    from bench import bare_db_app
+
+    url = make_url(database_url).set(drivername="postgresql").render_as_string(False)
+    monkeypatch.setenv("BENCH_BARE_DATABASE_URL", url)
+    monkeypatch.setattr(bare_db_app, "_connection", None)
+    floor = bare_db_app.app.test_client()
+    for email in ("one@example.org", "two@example.org", "one@example.org"):
+        response = floor.post("/api/v1/subscriptions", json={"email": email})
+        assert (response.status_code, response.get_json()) == (202, {"status": "pending"})
+    connection = bare_db_app.connection()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM bare_subscriptions")
+        assert cursor.fetchone()[0] == 2
+        cursor.execute("DROP TABLE bare_subscriptions")
+    connection.commit()
+    connection.close()
