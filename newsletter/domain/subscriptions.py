@@ -9,9 +9,8 @@ from __future__ import annotations
 import enum
 import functools
 from dataclasses import dataclass
-from datetime import timedelta
 
-from sqlalchemy import Insert, bindparam, func, select
+from sqlalchemy import Insert, bindparam, func
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..config import (
@@ -25,9 +24,9 @@ from ..config import (
     TokenPurpose,
 )
 from ..extensions import db
-from ..models import OutboxMessage, Subscriber, SubscriberStatus, utcnow
+from ..models import Subscriber, SubscriberStatus, utcnow
 from .addresses import Address
-from .mail_caps import under_daily_cap
+from .mail_caps import cap_window_start, emails_sent_since, under_daily_cap
 from .tokens import TokenResult, TokenSigner
 from .wording import ExplainedError, translatable
 
@@ -130,14 +129,8 @@ def _subscribe_statement(dialect: str) -> Insert:
         hard_bounces=0,
     )
     new = statement.excluded
-    recent_confirmations = (
-        select(func.count(OutboxMessage.id))
-        .where(
-            OutboxMessage.recipient_key == bindparam("email_key"),
-            OutboxMessage.kind == CONFIRMATION_KIND,
-            OutboxMessage.created_at >= bindparam("since"),
-        )
-        .scalar_subquery()
+    recent_confirmations = emails_sent_since(
+        bindparam("email_key"), CONFIRMATION_KIND, bindparam("since")
     )
     return statement.on_conflict_do_update(
         index_elements=[table.c.email_key],
@@ -183,7 +176,7 @@ def subscribe(
             "name": name,
             "language": language,
             "now": now,
-            "since": now - timedelta(days=1),
+            "since": cap_window_start(now),
             "consent_ip": consent.ip,
             "consent_page": consent.page[:MAX_PAGE_URL_LENGTH] if consent.page else None,
             "consent_user_agent": (consent.user_agent or "")[:400] or None,
