@@ -8,7 +8,13 @@ from email.policy import default as default_policy
 
 import pytest
 
-from newsletter.mail.message import build_message, build_message_bytes, message_bytes
+from newsletter.mail.message import (
+    build_message,
+    build_message_bytes,
+    message_bytes,
+    recipient_header,
+)
+from newsletter.mail.prepared import PreparedMessage, Recipient, build_template
 from newsletter.mail.render import RenderedEmail
 
 CASES = {
@@ -33,14 +39,15 @@ CASES = {
         subject="A subject " * 20, text="t", html="<p>h</p>", language="en"
     ),
 }
+# (address, display name)
 RECIPIENTS = [
-    "reader@example.org",
-    '"Dupont, Élodie" <elodie@example.org>',
-    "José <josé@exemple.fr>",
-    "first.last+news@mail.example.org",
-    "o'brien@example.org",
-    '"two words"@example.org',
-    "a..b@example.org",
+    ("reader@example.org", None),
+    ("elodie@example.org", "Dupont, Élodie"),
+    ("josé@exemple.fr", "José"),
+    ("first.last+news@mail.example.org", None),
+    ("o'brien@example.org", "O'Brien"),
+    ('"two words"@example.org', None),
+    ("a..b@example.org", None),
 ]
 HEADERS = {
     "List-Unsubscribe": "<https://news.example.org/unsubscribe/" + "t" * 120 + ">",
@@ -50,18 +57,28 @@ HEADERS = {
 
 
 def parsed(data: bytes):
-    return email.message_from_bytes(data, policy=default_policy)
+    # Raw UTF-8 headers (SMTPUTF8, RFC 6532) read back as text.
+    return email.message_from_string(data.decode(), policy=default_policy)
 
 
 @pytest.mark.parametrize("case", list(CASES))
-@pytest.mark.parametrize("to", RECIPIENTS)
-def test_fast_serialisation_matches_the_email_package(case, to):
+@pytest.mark.parametrize(("to", "name"), RECIPIENTS)
+def test_fast_serialisation_matches_the_email_package(case, to, name):
     rendered = CASES[case]
     sender = "Newsroom <news@example.org>"
     slow = parsed(
-        message_bytes(build_message(rendered, mail_from=sender, to=to, extra_headers=HEADERS))
+        message_bytes(
+            build_message(
+                rendered,
+                mail_from=sender,
+                to=recipient_header(to, name),
+                extra_headers=HEADERS,
+            )
+        )
     )
-    data = build_message_bytes(rendered, mail_from=sender, to=to, extra_headers=HEADERS)
+    data = build_message_bytes(
+        rendered, mail_from=sender, to=to, to_name=name, extra_headers=HEADERS
+    )
     fast = parsed(data)
 
     for name in ("From", "To", "Subject", "Content-Language", "MIME-Version", *HEADERS):
@@ -85,3 +102,35 @@ def test_header_with_a_line_break_is_refused():
     )
     with pytest.raises(ValueError):
         build_message_bytes(rendered, mail_from="n@example.org", to="a@example.org")
+
+
+HOSTILE_NAMES = [
+    "=?utf-8?q?x?=",  # would read as an RFC 2047 encoded word
+    "=?iso-8859-1?q?Service_client?= (official)",
+    'Back\\slash "quoted", <angle> @ (paren)',
+    "Zoë " + "é" * 190,  # long: folded into several encoded words
+    "plain name",
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+@pytest.mark.parametrize("address", ["reader@example.org", "josé@exemple.fr"])
+def test_display_names_read_back_as_typed_in_both_serialisers(name, address):
+    """The outbox's serialiser and the prepared (digest, confirmation) one write ``To`` the
+    same way; a reader's mail program must show the name the subscriber typed."""
+    rendered = CASES["ascii"]
+    direct = build_message_bytes(rendered, mail_from="n@example.org", to=address, to_name=name)
+    prepared = PreparedMessage(build_template(rendered, mail_from="n@example.org"))
+    substituted = prepared.personalise(
+        Recipient(address=address, name=name, message_id="<m@example.org>")
+    )
+    for data in (direct, substituted):
+        header = parsed(data)["To"]
+        # Python's parser predates RFC 6532 and flags any UTF-8 local part; nothing else.
+        assert {type(defect).__name__ for defect in header.defects} <= (
+            set() if address.isascii() else {"NonASCIILocalPartDefect"}
+        )
+        [mailbox] = header.addresses
+        assert (mailbox.display_name, mailbox.addr_spec) == (name, address)
+        head = data.split(b"\r\n\r\n", 1)[0]
+        assert all(len(line) <= 998 for line in head.split(b"\r\n"))

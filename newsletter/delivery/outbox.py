@@ -19,7 +19,7 @@ from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from ..config import CLAIM_LEASE, OUTBOX_BACKOFF_BASE, OUTBOX_BACKOFF_CAP, OUTBOX_MAX_ATTEMPTS
 from ..domain.addresses import address_key
 from ..extensions import db
-from ..mail.message import build_message_bytes, envelope_sender, message_bytes, recipient_header
+from ..mail.message import build_message_bytes, envelope_sender, message_bytes
 from ..mail.render import render_email
 from ..mail.transport import DeliveryError, Transport
 from ..models import OutboxMessage, OutboxStatus, utcnow
@@ -75,7 +75,8 @@ def queue_email(
     data = build_message_bytes(
         rendered,
         mail_from=current_app.config["MAIL_FROM"],
-        to=recipient_header(to, to_name),
+        to=to,
+        to_name=to_name,
         extra_headers=all_headers,
     )
     return queue_message(kind, to, data)

@@ -113,7 +113,8 @@ def _subscribe_statement(dialect: str) -> Insert:
     database settles them on the unique ``email_key``. Built once per dialect.
     """
     table = Subscriber.__table__
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    # Both supported databases spell an upsert the same way; SQLAlchemy has one construct each.
+    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
     statement = insert(table).values(
         email=bindparam("email"),
         email_key=bindparam("email_key"),

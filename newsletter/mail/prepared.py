@@ -22,13 +22,12 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from email.charset import Charset
 from email.policy import SMTP
-from email.utils import formataddr, formatdate
+from email.utils import formatdate
 
 from markupsafe import escape
 
-from .message import sender_domain
+from .message import sender_domain, to_header
 from .render import RenderedEmail
 
 # What a template marks in rendered text and HTML where per-recipient values go (letters and
@@ -172,7 +171,6 @@ class _DateCache:
 
 
 _dates = _DateCache()
-_UTF8 = Charset("utf-8")
 
 
 @dataclass(frozen=True)
@@ -185,23 +183,6 @@ class Recipient:
     unsubscribe_url: str = ""
     link_url: str = ""
     name: str | None = None
-
-
-def to_header(address: str, name: str | None) -> bytes:
-    """``To`` value: the address, with an RFC 2047-encoded display name when there is one.
-
-    An internationalised address is written as raw UTF-8 (an SMTPUTF8 message, RFC 6532).
-    """
-    name = " ".join(name.replace("\x00", "").split()) if name else ""
-    if not name:
-        return address.encode("utf-8")
-    if "=?" in name:
-        # It would read as an RFC 2047 encoded word: encode it, so it reads back as typed.
-        display = _UTF8.header_encode(name)
-    else:
-        # formataddr quotes or encodes the name as needed (it wants an ASCII address).
-        display = formataddr((name, "a@a"), charset="utf-8").removesuffix(" <a@a>")
-    return f"{display} <{address}>".encode()
 
 
 def _url_values(url: str) -> tuple[bytes, bytes]:
@@ -223,8 +204,6 @@ class PreparedMessage:
         if unknown or len(self._literals) != len(slot_names) + 1:
             raise ValueError(f"not a message template (slots {sorted(unknown)})")
         self._slot_indexes = [_SLOT_INDEX[name] for name in slot_names]
-        self._uses_link = SLOT_LINK_TEXT in slot_names or SLOT_LINK_HTML in slot_names
-        self._uses_name = SLOT_NAME_TEXT in slot_names or SLOT_NAME_HTML in slot_names
         # Tells renderings apart in Message-IDs (same digest, same subscriber, same id).
         self.nonce = hashlib.blake2s(template, digest_size=5).hexdigest()
         self.domain = sender_domain(self._header_text(b"From") or "")
@@ -237,20 +216,17 @@ class PreparedMessage:
 
     def personalise(self, recipient: Recipient, date: bytes | None = None) -> bytes:
         """The complete message for one recipient, CRLF line ends, ready for SMTP DATA."""
-        url = recipient.unsubscribe_url
-        text_url, html_url = _url_values(url)
-        values = [
-            to_header(recipient.address, recipient.name),
+        name = recipient.name or ""
+        values = (
+            to_header(recipient.address, name),
             recipient.message_id.encode("ascii"),
             date or _dates.now(),
-            url.encode("ascii"),
-            text_url,
-            html_url,
-        ]
-        values += _url_values(recipient.link_url) if self._uses_link else (b"", b"")
-        if self._uses_name:
-            name = recipient.name or ""
-            values += (_qp(name), _qp(str(escape(name))))
+            recipient.unsubscribe_url.encode("ascii"),
+            *_url_values(recipient.unsubscribe_url),
+            *_url_values(recipient.link_url),
+            _qp(name),
+            _qp(str(escape(name))),
+        )
         literals = self._literals
         out = [literals[0]]
         for position, slot_index in enumerate(self._slot_indexes, start=1):
