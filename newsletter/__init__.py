@@ -28,13 +28,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
 
 def register_extensions(app: Flask) -> None:
+    from .config import MIGRATIONS_DIR
     from .extensions import csrf, db, limiter, migrate
     from .web.i18n import init_babel
     from .web.sessions import init_login
 
     db.init_app(app)
     _tune_sqlite(app)
-    migrate.init_app(app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"))
+    migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
     csrf.init_app(app)
     limiter.init_app(app)
     init_babel(app)

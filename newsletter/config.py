@@ -14,7 +14,18 @@ from pathlib import Path
 from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-EMAIL_TEMPLATES_DIR = PROJECT_ROOT / "templates" / "emails"
+# An installed package carries the top-level templates/emails/ and migrations/ in _data/ (see
+# setup.py); a checkout (and an editable install) reads them where the developers keep them.
+PACKAGE_DATA_DIR = Path(__file__).resolve().parent / "_data"
+
+
+def _shipped_or_checkout(relative: str) -> Path:
+    packaged = PACKAGE_DATA_DIR / relative
+    return packaged if packaged.is_dir() else PROJECT_ROOT / relative
+
+
+EMAIL_TEMPLATES_DIR = _shipped_or_checkout("templates/emails")
+MIGRATIONS_DIR = _shipped_or_checkout("migrations")
 TRANSLATIONS_DIR = Path(__file__).resolve().parent / "translations"
 LANGUAGES = ("fr", "en")  # French first: the site's primary language
 DEFAULT_LANGUAGE = "fr"
@@ -204,4 +215,13 @@ def load_settings(instance_path: Path, environ: dict[str, str] | None = None) ->
         "BABEL_DEFAULT_LOCALE": DEFAULT_LANGUAGE,
         "BABEL_TRANSLATION_DIRECTORIES": str(TRANSLATIONS_DIR),
         "DEVELOPMENT": development,
+        # Operations (issue 16). /metrics answers these addresses/networks (the client address
+        # as ProxyFix leaves it, so trusted proxies are honoured), or a bearer token.
+        "METRICS_ALLOWED": _list(env.get("NEWSLETTER_METRICS_ALLOWED") or "127.0.0.1"),
+        "METRICS_TOKEN": env.get("NEWSLETTER_METRICS_TOKEN") or "",
+        # The worker's own metrics port: off (0) unless set; loopback unless told otherwise.
+        "WORKER_METRICS_PORT": int(env.get("NEWSLETTER_WORKER_METRICS_PORT") or 0),
+        "WORKER_METRICS_HOST": env.get("NEWSLETTER_WORKER_METRICS_HOST") or "127.0.0.1",
+        # "json": one JSON object per log line (request, digest and delivery ids); else text.
+        "LOG_FORMAT": (env.get("NEWSLETTER_LOG_FORMAT") or "text").strip().lower(),
     }

@@ -69,6 +69,7 @@ from ..models import (
     SubscriberStatus,
     utcnow,
 )
+from ..observability import instruments
 from .links import public_url_for, token_url
 from .outbox import queue_message
 from .signing import app_signer
@@ -514,7 +515,11 @@ def record_outcomes(outcomes: BatchOutcomes, now: datetime | None = None) -> tup
             .execution_options(synchronize_session=False)
         )
     db.session.commit()
-    return sum(sent_by_digest.values()), sum(failed_by_digest.values())
+    sent, failed = sum(sent_by_digest.values()), sum(failed_by_digest.values())
+    instruments.record_sends(
+        "digest", sent=sent, failed=failed, deferred=len(outcomes.failed) - failed
+    )
+    return sent, failed
 
 
 def record_hard_bounces(subscriber_ids: list[int], now: datetime) -> None:
@@ -645,13 +650,14 @@ def send_batch(
 def _send_with_one_reconnect(transport: Transport, sender: str, recipient: str, data: bytes):
     # Prepared messages have CRLF line ends throughout: the bulk transport need not check.
     send = getattr(transport, "send_prepared", transport.send)
-    try:
-        return send(sender, recipient, data)
-    except DeliveryError as exc:
-        if not (exc.temporary and exc.code is None):
-            raise
-        # A connection idle for long may have been closed by the server: one fresh try.
-        return send(sender, recipient, data)
+    with instruments.smtp_timer("digest"):
+        try:
+            return send(sender, recipient, data)
+        except DeliveryError as exc:
+            if not (exc.temporary and exc.code is None):
+                raise
+            # A connection idle for long may have been closed by the server: one fresh try.
+            return send(sender, recipient, data)
 
 
 class DeliverySender:

@@ -23,6 +23,7 @@ from ..mail.message import build_message_bytes, envelope_sender, message_bytes
 from ..mail.render import render_email
 from ..mail.transport import DeliveryError, Transport
 from ..models import OutboxMessage, OutboxStatus, utcnow
+from ..observability import instruments
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,8 @@ def deliver_outbox_batch(transport: Transport, limit: int = 50) -> int:
     sender = envelope_sender(current_app.config["MAIL_FROM"])
     for message in claimed:
         try:
-            accepted = transport.send(sender, message.recipient, message.data)
+            with instruments.smtp_timer("transactional"):
+                accepted = transport.send(sender, message.recipient, message.data)
         except DeliveryError as exc:
             _record_failure(message.id, exc)
             if exc.temporary and exc.code is None:
@@ -167,6 +169,7 @@ def deliver_outbox_batch(transport: Transport, limit: int = 50) -> int:
                 .execution_options(synchronize_session=False)
             )
             log.debug("outbox %s accepted: %s", message.id, accepted.response)
+            instruments.record_sends("transactional", sent=1)
         # Record each outcome at once: a crash after this point never re-sends this one.
         db.session.commit()
     return len(claimed)
@@ -181,9 +184,11 @@ def _record_failure(message_id: int, error: DeliveryError) -> None:
     if error.temporary and row.attempts < OUTBOX_MAX_ATTEMPTS:
         row.status = OutboxStatus.QUEUED
         row.next_attempt_at = utcnow() + backoff(row.attempts)
+        instruments.record_sends("transactional", deferred=1)
         log.warning("outbox %s deferred (try %s): %s", message_id, row.attempts, error)
     else:
         row.status = OutboxStatus.FAILED
+        instruments.record_sends("transactional", failed=1)
         log.error("outbox %s failed: %s", message_id, error)
 
 

@@ -25,6 +25,7 @@ from ..config import (
 )
 from ..extensions import db
 from ..models import Subscriber, SubscriberStatus, utcnow
+from ..observability import instruments
 from .addresses import Address
 from .mail_caps import cap_window_start, emails_sent_since, under_daily_cap
 from .tokens import TokenResult, TokenSigner
@@ -187,6 +188,7 @@ def subscribe(
     if row is None:
         return SubscribeOutcome(None, send_confirmation=False)
     subscriber = PendingSubscriber(row.id, row.email, row.email_key, row.name, row.language)
+    instruments.SUBSCRIPTIONS.inc()
     # Subscription bombing: at most a few confirmation emails per address per day.
     under_cap = row.recent_confirmations < CONFIRMATIONS_PER_ADDRESS_PER_DAY
     return SubscribeOutcome(subscriber, send_confirmation=under_cap)
@@ -263,6 +265,7 @@ def confirm_subscription(signer: TokenSigner, token: str, *, ip: str | None) -> 
     subscriber.unsubscribed_at = None
     subscriber.unsubscribe_method = None
     subscriber.hard_bounces = 0
+    instruments.CONFIRMATIONS.inc()
     return LinkOutcome(LinkState.OK, subscriber)
 
 
@@ -300,6 +303,7 @@ def unsubscribe(subscriber: Subscriber, *, method: str) -> bool:
     subscriber.status = SubscriberStatus.UNSUBSCRIBED
     subscriber.unsubscribed_at = utcnow()
     subscriber.unsubscribe_method = method
+    instruments.UNSUBSCRIBES.labels(method).inc()
     return True
 
 

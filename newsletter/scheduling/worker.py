@@ -29,6 +29,7 @@ from ..delivery.digests import DigestSendingPool, pending_delivery_count
 from ..delivery.outbox import deliver_outbox_batch, pending_outbox_count
 from ..extensions import db
 from ..mail.transport import DeliveryError, open_transport
+from ..observability.exposition import serve_worker_metrics
 from .leadership import LeaderElection, release_lease, try_acquire_lease
 from .scheduler import DigestScheduler
 
@@ -111,6 +112,7 @@ class Worker:
             on_tick=role.tick,
         )
         senders = DigestSendingPool(self.app, self.stopping)
+        metrics_server = self._serve_metrics()
         election.start()
         senders.start(self.poll_interval)
         log.info("worker %s started", self.name)
@@ -121,8 +123,21 @@ class Worker:
             election.stop()
             role.stop()
             senders.stop()
+            if metrics_server is not None:
+                metrics_server.shutdown()
+                metrics_server.server_close()
         summary.extra["digest messages sent"] = senders.stats.sent
         return summary
+
+    def _serve_metrics(self):  # type: ignore[no-untyped-def]
+        """The worker's own metrics port (``NEWSLETTER_WORKER_METRICS_PORT``), when set."""
+        port = int(self.app.config.get("WORKER_METRICS_PORT") or 0)
+        if not port:
+            return None
+        host = self.app.config.get("WORKER_METRICS_HOST") or "127.0.0.1"
+        server = serve_worker_metrics(self.app, host, port)
+        log.info("worker %s serves metrics on http://%s:%s/metrics", self.name, host, port)
+        return server
 
     # -- until idle -----------------------------------------------------------------------
 

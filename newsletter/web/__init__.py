@@ -6,11 +6,12 @@ from flask import Flask
 
 
 def register_web(app: Flask) -> None:
-    from . import accounts, admin, api, api_staff, errors, health, public, security
+    from . import accounts, admin, api, api_staff, errors, health, metrics, public, security
 
     errors.init_app(app)
     security.init_app(app)
     app.register_blueprint(health.blueprint)
+    app.register_blueprint(metrics.blueprint)
     app.register_blueprint(public.blueprint)
     app.register_blueprint(api.blueprint)
     accounts.init_app(app)

@@ -1,0 +1,159 @@
+"""``/metrics`` and the worker's metrics port: Prometheus text that parses, counters that
+match what the database recorded, a queue seen draining, and strangers kept out."""
+
+from __future__ import annotations
+
+import threading
+import urllib.request
+from urllib.parse import urlsplit
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from newsletter.delivery.digests import run_digest
+from newsletter.domain.digests import create_digest
+from newsletter.extensions import db
+from tests.conftest import free_port
+from tests.support.digests import (
+    WorkerProcess,
+    add_release,
+    add_subscribers,
+    digest_row,
+)
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a scrape keyed by name and sorted labels (parsing is the first check)."""
+    values = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            values[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return values
+
+
+def value(scrape: dict, name: str, **labels: str) -> float:
+    return scrape.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def scrape(client, **kwargs) -> dict:
+    response = client.get("/metrics", **kwargs)
+    assert response.status_code == 200, response.status_code
+    assert response.content_type.startswith("text/plain")
+    return samples(response.get_data(as_text=True))
+
+
+def test_metrics_parse_and_count_subscriptions_and_confirmations(app, client, mailbox, run_worker):
+    before = scrape(client)
+    assert value(before, "newsletter_database_up") == 1
+    response = client.post(
+        "/api/v1/subscriptions", json={"email": "metrics@example.org", "language": "fr"}
+    )
+    assert response.status_code == 202
+    after_subscribe = scrape(client)
+    assert value(after_subscribe, "newsletter_subscriptions_total") == (
+        value(before, "newsletter_subscriptions_total") + 1
+    )
+    assert value(after_subscribe, "newsletter_subscribers", status="pending") == 1
+    assert value(after_subscribe, "newsletter_outbox_messages", status="queued") == 1
+
+    run_worker()
+    [confirmation] = mailbox.wait_for(1)
+    parts = urlsplit(confirmation.links()[0])
+    client.get(parts.path)
+    client.post(parts.path)  # whether GET or the page's button confirms, once is counted
+    after = scrape(client)
+    assert value(after, "newsletter_confirmations_total") == (
+        value(before, "newsletter_confirmations_total") + 1
+    )
+    assert value(after, "newsletter_subscribers", status="confirmed") == 1
+    assert value(after, "newsletter_messages_sent_total", stream="transactional") >= (
+        value(before, "newsletter_messages_sent_total", stream="transactional") + 1
+    )
+    assert value(after, "newsletter_smtp_send_duration_seconds_count", stream="transactional") > (
+        value(before, "newsletter_smtp_send_duration_seconds_count", stream="transactional")
+    )
+
+
+def test_metrics_are_refused_to_other_addresses_without_the_token(app, client):
+    stranger = {"environ_base": {"REMOTE_ADDR": "203.0.113.9"}}
+    assert client.get("/metrics", **stranger).status_code == 404
+    app.config["METRICS_TOKEN"] = "s3cret-metrics-token"
+    assert client.get("/metrics", **stranger).status_code == 404
+    wrong = {"Authorization": "Bearer not-the-token"}
+    assert client.get("/metrics", headers=wrong, **stranger).status_code == 404
+    right = {"Authorization": "Bearer s3cret-metrics-token"}
+    assert client.get("/metrics", headers=right, **stranger).status_code == 200
+    app.config["METRICS_TOKEN"] = ""
+    app.config["METRICS_ALLOWED"] = ["10.0.0.0/8", "203.0.113.0/24"]
+    assert client.get("/metrics", **stranger).status_code == 200
+    assert client.get("/metrics").status_code == 404  # 127.0.0.1 is no longer listed
+
+
+def test_a_scrape_during_a_send_sees_the_queue_drain_and_counters_match_the_digest(
+    app, client, smtp_sink, mailbox, database_url, tmp_path
+):
+    size = 60
+    with app.app_context():
+        add_subscribers(size, language="en")
+        add_release(language="en")
+        digest = create_digest({"language": "en"})
+        db.session.commit()
+        assert run_digest(digest.id).result == "sending"
+        digest_id = digest.id
+    before = scrape(client)
+    assert value(before, "newsletter_deliveries", status="queued") == size
+    assert value(before, "newsletter_digests", status="sending") == 1
+
+    port = free_port()
+    worker = WorkerProcess(
+        database_url=database_url,
+        smtp_port=smtp_sink.port,
+        name="metrics-worker",
+        log_dir=tmp_path,
+        env={
+            "NEWSLETTER_WORKER_METRICS_PORT": str(port),
+            "NEWSLETTER_SEND_MAX_RATE": "30",  # two seconds of sending: room to watch
+            "NEWSLETTER_SEND_BATCH_SIZE": "5",
+        },
+    )
+    waiting: list[float] = []
+    try:
+        done = threading.Event()
+
+        def sent_all() -> bool:
+            with app.app_context():
+                return digest_row(digest_id).status == "sent"
+
+        while not done.is_set():
+            current = scrape(client)
+            waiting.append(
+                value(current, "newsletter_deliveries", status="queued")
+                + value(current, "newsletter_deliveries", status="sending")
+            )
+            if waiting[-1] == 0 and sent_all():
+                done.set()
+            assert len(waiting) < 600, worker.log()
+            done.wait(0.05)
+        worker_text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+    finally:
+        worker.stop()
+    print(f"deliveries waiting, scrape by scrape: {waiting}")
+    assert waiting[0] <= size and waiting[-1] == 0
+    assert any(0 < seen < size for seen in waiting), waiting  # seen mid-way
+    assert all(a >= b for a, b in zip(waiting, waiting[1:], strict=False)), waiting
+
+    with app.app_context():
+        digest = digest_row(digest_id)
+        recorded_sent, recorded_failed = digest.sent, digest.failed
+    assert recorded_sent == size and len(mailbox.wait_for(size)) == size
+    from_worker = samples(worker_text.decode())
+    assert value(from_worker, "newsletter_messages_sent_total", stream="digest") == recorded_sent
+    assert value(from_worker, "newsletter_messages_failed_total", stream="digest") == (
+        recorded_failed
+    )
+    assert value(
+        from_worker, "newsletter_smtp_send_duration_seconds_count", stream="digest"
+    ) == recorded_sent
+    after = scrape(client)
+    assert value(after, "newsletter_deliveries", status="sent") == recorded_sent
+    assert value(after, "newsletter_digests", status="sent") == 1
+    assert value(after, "newsletter_oldest_queued_age_seconds", stream="digest") == 0
