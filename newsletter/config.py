@@ -224,4 +224,6 @@ def load_settings(instance_path: Path, environ: dict[str, str] | None = None) ->
         "WORKER_METRICS_HOST": env.get("NEWSLETTER_WORKER_METRICS_HOST") or "127.0.0.1",
         # "json": one JSON object per log line (request, digest and delivery ids); else text.
         "LOG_FORMAT": (env.get("NEWSLETTER_LOG_FORMAT") or "text").strip().lower(),
+        # Several sites (or test runs) may share one Redis: each keeps its limits apart.
+        "RATELIMIT_KEY_PREFIX": env.get("NEWSLETTER_RATELIMIT_KEY_PREFIX") or "newsletter",
     }

@@ -1,0 +1,198 @@
+"""The README's production recipe, run as written on this machine (issue 16): PostgreSQL in a
+fresh schema, ``flask db upgrade``, gunicorn with deploy/gunicorn.conf.py and 2 workers, two
+``flask worker`` processes, Redis for the rate limits, the settings of
+deploy/newsletter.env.example; subscribe, confirm and send a digest through it; then back up
+with ``pg_dump`` and restore."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from tests.conftest import ROOT, free_port
+from tests.support.deployment import (
+    SECRET_KEY,
+    Deployment,
+    an_hour_ago,
+    read_env_file,
+    wait_for_mail,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres_only]
+
+REDIS_URL = "redis://127.0.0.1:6379/7"
+READERS = ["ana@example.org", "bruno@example.org", "chloe@example.org"]
+
+
+@pytest.fixture
+def redis_client():
+    redis = pytest.importorskip("redis")
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.RedisError:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def pg_base() -> str:
+    base = os.environ.get("NEWSLETTER_TEST_DATABASE_URL", "")
+    if not base.startswith("postgresql"):
+        pytest.skip("the production recipe runs on PostgreSQL (NEWSLETTER_TEST_DATABASE_URL)")
+    return base
+
+
+def pg_args(base: str) -> list[str]:
+    """Connection options of pg_dump and pg_restore for the test server."""
+    url = make_url(base)
+    return ["-h", url.host or "127.0.0.1", "-p", str(url.port or 5432),
+            "-U", url.username or "postgres", "-d", url.database or "postgres"]
+
+
+def digest_counters(metrics: str) -> dict[str, float]:
+    found = {}
+    for family in text_string_to_metric_families(metrics):
+        for sample in family.samples:
+            if sample.labels.get("stream") == "digest" and sample.name.endswith("_total"):
+                found[sample.name] = sample.value
+    return found
+
+
+def test_the_production_recipe_runs_as_written(pg_base, redis_client, smtp_sink, mailbox, tmp_path):
+    schema = f"nl_recipe_{secrets.token_hex(4)}"
+    moved = f"{schema}_before_restore"
+    prefix = f"nl-recipe-{secrets.token_hex(4)}"
+    admin = create_engine(pg_base)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    database_url = make_url(pg_base).update_query_dict(
+        {"options": f"-csearch_path={schema}"}
+    ).render_as_string(hide_password=False)
+    site = tmp_path / "site"
+    (tmp_path / "metrics").mkdir()
+    site.mkdir()
+    env = {
+        **read_env_file(ROOT / "deploy" / "newsletter.env.example"),
+        # What differs on this machine from the example: addresses, secrets, shared services.
+        "NEWSLETTER_DATABASE_URL": database_url,
+        "NEWSLETTER_MAIL_URL": f"smtp://127.0.0.1:{smtp_sink.port}?timeout=10",
+        "NEWSLETTER_SECRET_KEY": SECRET_KEY,
+        "NEWSLETTER_RATELIMIT_STORAGE_URI": REDIS_URL,
+        "NEWSLETTER_RATELIMIT_KEY_PREFIX": prefix,
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+        "NEWSLETTER_SCHEDULER_LEASE_SECONDS": "3",
+    }
+    assert env["NEWSLETTER_ENV"] == "production"
+    deployment = Deployment(Path(sys.executable).parent, site, env, tmp_path)
+    try:
+        deployment.flask("db", "upgrade")
+        token = deployment.staff_token()
+        deployment.start_gunicorn(
+            free_port(), workers=2, config=ROOT / "deploy" / "gunicorn.conf.py"
+        )
+        deployment.start_worker("recipe-worker-1")
+        deployment.start_worker("recipe-worker-2")
+
+        for address in READERS:
+            status, body = deployment.request(
+                "POST", "/api/v1/subscriptions", {"email": address, "language": "fr"}
+            )
+            assert status == 202, body
+        for address in READERS:
+            [confirmation] = wait_for_mail(mailbox, address)
+            assert confirmation.header("Content-Language") == "fr"
+            deployment.confirm(confirmation.links()[0])
+        # The rate limits live in Redis, shared by both gunicorn workers.
+        assert list(redis_client.scan_iter(match=f"*{prefix}*")), "no rate-limit keys in Redis"
+
+        status, body = deployment.request(
+            "POST", "/api/v1/releases",
+            {"title": "Budget 2027 adopté", "summary": "Le conseil a voté le budget.",
+             "body": "<p>Le conseil a voté.</p>", "url": "https://example.org/budget",
+             "language": "fr", "published_at": an_hour_ago()},
+            token=token,
+        )
+        assert status == 201, body
+        status, body = deployment.request(
+            "POST", "/api/v1/digests", {"language": "fr"}, token=token
+        )
+        assert status == 201, body
+        digest_id = json.loads(body)["id"]
+        for address in READERS:
+            wait_for_mail(mailbox, address, count=3)  # confirmation, welcome, digest
+        deadline = time.monotonic() + 60
+        while True:
+            status, body = deployment.request(
+                "GET", f"/api/v1/digests/{digest_id}", token=token
+            )
+            digest = json.loads(body)
+            if digest["status"] == "sent" or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert digest["status"] == "sent", digest
+        assert digest["sent"] == len(READERS) and digest["failed"] == 0, digest
+        time.sleep(1)  # nothing more arrives: each reader got exactly one digest
+        for address in READERS:
+            digests = [m for m in mailbox.to(address) if "Budget 2027 adopté" in m.text]
+            assert len(digests) == 1, (address, len(digests))
+
+        # /metrics through gunicorn adds up every process of the host (multiprocess mode).
+        status, metrics = deployment.request("GET", "/metrics")
+        assert status == 200
+        counters = digest_counters(metrics)
+        assert counters.get("newsletter_messages_sent_total") == digest["sent"], counters
+    except BaseException:
+        print(deployment.logs())
+        raise
+    finally:
+        deployment.stop()
+        for key in redis_client.scan_iter(match=f"*{prefix}*"):
+            redis_client.delete(key)
+
+    try:
+        # Backup as deploy/backup.sh does (custom format), then restore: the original schema is
+        # moved aside and pg_restore recreates it from the file alone.
+        dump = tmp_path / "newsletter.dump"
+        subprocess.run(
+            ["pg_dump", "--format=custom", "--no-owner", f"--schema={schema}",
+             f"--file={dump}", *pg_args(pg_base)],
+            check=True, timeout=120,
+        )
+        with admin.begin() as connection:
+            connection.execute(text(f'ALTER SCHEMA "{schema}" RENAME TO "{moved}"'))
+        subprocess.run(
+            ["pg_restore", "--no-owner", "--exit-on-error", *pg_args(pg_base), str(dump)],
+            check=True, timeout=120,
+        )
+        with admin.connect() as connection:
+            restored = set(connection.execute(
+                text(f'SELECT email FROM "{schema}".subscribers WHERE status = \'confirmed\'')
+            ).scalars())
+            version = connection.execute(
+                text(f'SELECT version_num FROM "{schema}".alembic_version')
+            ).scalar()
+            original_version = connection.execute(
+                text(f'SELECT version_num FROM "{moved}".alembic_version')
+            ).scalar()
+        assert restored == set(READERS)
+        assert version == original_version
+        # The restored database is current: upgrading is a no-op and the models match it.
+        deployment.flask("db", "upgrade")
+        deployment.flask("db", "check")
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            connection.execute(text(f'DROP SCHEMA IF EXISTS "{moved}" CASCADE'))
+        admin.dispose()
