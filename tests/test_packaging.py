@@ -4,6 +4,7 @@ schema and, run as gunicorn + a worker, mails in French."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -16,7 +17,14 @@ import pytest
 from tests.conftest import ROOT, free_port
 from tests.support.deployment import SECRET_KEY, Deployment, an_hour_ago, wait_for_mail
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    # Database-independent (its own SQLite): once per CI run is enough, in the SQLite pass.
+    pytest.mark.skipif(
+        bool(os.environ.get("NEWSLETTER_TEST_DATABASE_URL")),
+        reason="runs in the SQLite pass of .ci/run",
+    ),
+]
 
 EMAIL_TEMPLATES = sorted(path.name for path in (ROOT / "templates" / "emails").iterdir())
 MIGRATIONS = sorted(path.name for path in (ROOT / "migrations" / "versions").glob("*.py"))

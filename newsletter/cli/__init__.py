@@ -6,7 +6,7 @@ from flask import Flask
 
 
 def register_cli(app: Flask) -> None:
-    from . import digests, releases, staff, worker
+    from . import check, digests, releases, staff, worker
 
-    for module in (worker, staff, releases, digests):
+    for module in (worker, staff, releases, digests, check):
         module.register(app)

@@ -86,6 +86,13 @@ class SmtpTransport:
             raise DeliveryError(f"SMTP server unreachable: {exc}", temporary=True) from exc
         return connection
 
+    def verify(self) -> None:
+        """Connect, greet (STARTTLS, login) and hang up: the relay takes these settings.
+        Raises ``DeliveryError`` when it does not."""
+        connection = self._connect()
+        with contextlib.suppress(OSError, smtplib.SMTPException):
+            connection.quit()
+
     def send(self, sender: str, recipient: str, data: bytes) -> Accepted:
         if self._connection is None:
             self._connection = self._connect()
