@@ -21,10 +21,17 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.config.update(test_config)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 
+    register_logging(app)
     register_extensions(app)
     register_blueprints(app)
     register_commands(app)
     return app
+
+
+def register_logging(app: Flask) -> None:
+    from .observability.logs import configure_logging
+
+    configure_logging(app.config.get("LOG_FORMAT") or "text")
 
 
 def register_extensions(app: Flask) -> None:

@@ -197,7 +197,10 @@ def finish_if_complete(digest_id: int, now: datetime | None = None) -> bool:
     )
     db.session.commit()
     if result.rowcount:
-        log.info("digest %s finished: %s sent, %s failed", digest_id, sent, failed)
+        log.info(
+            "digest %s finished: %s sent, %s failed", digest_id, sent, failed,
+            extra={"digest_id": digest_id},
+        )
     return bool(result.rowcount)
 
 
@@ -291,6 +294,7 @@ def record_outcomes(outcomes: BatchOutcomes, now: datetime | None = None) -> tup
                 delivery.email,
                 "failed" if final else "deferred",
                 error,
+                extra={"digest_id": delivery.digest_id, "delivery_id": delivery.id},
             )
         db.session.connection().execute(
             table.update()

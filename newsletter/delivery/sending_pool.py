@@ -25,6 +25,7 @@ from ..models import (
     utcnow,
 )
 from ..observability import instruments
+from ..observability.logs import log_context
 from .delivery_queue import (
     BatchOutcomes,
     ClaimedDelivery,
@@ -127,7 +128,8 @@ def send_batch(
         )
         limiter.wait()
         try:
-            accepted = _send_with_one_reconnect(transport, sender, delivery.email, data)
+            with log_context(digest_id=delivery.digest_id, delivery_id=delivery.id):
+                accepted = _send_with_one_reconnect(transport, sender, delivery.email, data)
         except DeliveryError as exc:
             if exc.temporary and exc.code is None:
                 # The server is out of reach: the rest of the batch would fail the same way.

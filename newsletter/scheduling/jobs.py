@@ -22,6 +22,7 @@ from ..domain.digests import (
 from ..domain.releases import FeedError, import_feed, read_feed_source
 from ..extensions import db
 from ..models import DigestSchedule, ScheduleStatus, utcnow
+from ..observability.logs import log_context
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def _bound_app() -> Flask:
 
 def fire_digest(digest_id: int) -> str:
     """A one-off digest is due: start it (a no-op if another scheduler already did)."""
-    with _bound_app().app_context():
+    with _bound_app().app_context(), log_context(digest_id=digest_id):
         try:
             return run_digest(digest_id).result
         finally:
@@ -88,7 +89,8 @@ def start_schedule_period(schedule_id: int, now: datetime | None = None) -> RunO
         log.info("schedule %s: the run at %s exists already", schedule_id, send_at)
         return None
     db.session.commit()
-    return run_digest(digest.id, now)
+    with log_context(digest_id=digest.id):
+        return run_digest(digest.id, now)
 
 
 def fire_schedule(schedule_id: int) -> str:

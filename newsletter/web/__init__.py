@@ -6,8 +6,20 @@ from flask import Flask
 
 
 def register_web(app: Flask) -> None:
-    from . import accounts, admin, api, api_staff, errors, health, metrics, public, security
+    from . import (
+        accounts,
+        admin,
+        api,
+        api_staff,
+        errors,
+        health,
+        metrics,
+        public,
+        request_log,
+        security,
+    )
 
+    request_log.init_app(app)
     errors.init_app(app)
     security.init_app(app)
     app.register_blueprint(health.blueprint)

@@ -93,9 +93,9 @@ class Deployment:
 
     def request(
         self, method: str, path: str, body: dict | None = None, token: str | None = None,
-        form: dict | None = None,
+        form: dict | None = None, headers: dict[str, str] | None = None,
     ) -> tuple[int, str]:
-        headers = {}
+        headers = dict(headers or {})
         data = None
         if body is not None:
             data = json.dumps(body).encode()

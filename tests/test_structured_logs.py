@@ -1,0 +1,113 @@
+"""``NEWSLETTER_LOG_FORMAT=json``: one JSON object per line from gunicorn's app and the worker,
+with the request id (``X-Request-ID`` honoured) and the digest id; never a token, a code or a
+password, though a subscription, a password reset and a digest all went through."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEST_SECRET_KEY, free_port
+from tests.support.deployment import STAFF_PASSWORD, Deployment, an_hour_ago, wait_for_mail
+
+pytestmark = pytest.mark.slow
+
+
+def json_lines(path: Path) -> list[dict]:
+    lines = []
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            lines.append(json.loads(line))  # every structured line parses
+    return lines
+
+
+def test_json_logs_carry_ids_and_no_secrets(app, database_url, smtp_sink, mailbox, tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    deployment = Deployment(
+        Path(sys.executable).parent,
+        site,
+        {
+            "NEWSLETTER_DATABASE_URL": database_url,
+            "NEWSLETTER_MAIL_URL": f"smtp://127.0.0.1:{smtp_sink.port}?timeout=10",
+            "NEWSLETTER_SECRET_KEY": TEST_SECRET_KEY,
+            "NEWSLETTER_PUBLIC_URL": "https://news.example.org",
+            "NEWSLETTER_LOG_FORMAT": "json",
+            "NEWSLETTER_SCHEDULER_LEASE_SECONDS": "3",
+        },
+        tmp_path,
+    )
+    token = deployment.staff_token("editor@example.org")
+    try:
+        deployment.start_gunicorn(free_port(), workers=1)
+        deployment.start_worker("json-worker")
+        status, _ = deployment.request(
+            "POST", "/api/v1/subscriptions", {"email": "reader@example.org", "language": "fr"},
+            headers={"X-Request-ID": "test-req-42"},
+        )
+        assert status == 202
+        status, _ = deployment.request(
+            "POST", "/api/v1/account/password-reset", {"email": "editor@example.org"}
+        )
+        assert status == 202
+        [confirmation] = wait_for_mail(mailbox, "reader@example.org")
+        link = confirmation.links()[0]
+        confirm_token = link.rsplit("/", 1)[-1]
+        deployment.confirm(link)
+        [reset] = wait_for_mail(mailbox, "editor@example.org")
+        code = re.search(r"\b(\d{6})\b", reset.text).group(1)
+
+        status, body = deployment.request(
+            "POST", "/api/v1/releases",
+            {"title": "Journal", "summary": "Résumé", "body": "<p>Texte</p>",
+             "url": "https://example.org/j", "language": "fr", "published_at": an_hour_ago()},
+            token=token,
+        )
+        assert status == 201, body
+        status, body = deployment.request(
+            "POST", "/api/v1/digests", {"language": "fr"}, token=token
+        )
+        assert status == 201, body
+        digest_id = json.loads(body)["id"]
+        wait_for_mail(mailbox, "reader@example.org", count=3)  # confirmation, welcome, digest
+    finally:
+        deployment.stop()
+
+    web = json_lines(tmp_path / "gunicorn.log")
+    worker = json_lines(tmp_path / "json-worker.log")
+    subscribe = [e for e in web if e.get("route") == "/api/v1/subscriptions"]
+    assert subscribe and subscribe[0]["request_id"] == "test-req-42"
+    assert subscribe[0]["status"] == 202 and subscribe[0]["method"] == "POST"
+    confirm = [e for e in web if e.get("route", "").startswith("/subscribe/confirm/")]
+    assert confirm and confirm[0]["route"] == "/subscribe/confirm/<token>"
+    assert all(re.fullmatch(r"[0-9a-f]{32}", e["request_id"]) for e in web if e is not subscribe[0]
+               and "route" in e)
+    assert any(e.get("digest_id") == digest_id for e in worker), worker
+    everything = "\n".join(
+        path.read_text(errors="replace") for path in tmp_path.glob("*.log")
+    )
+    for secret in (confirm_token, code, token, STAFF_PASSWORD, TEST_SECRET_KEY):
+        assert secret not in everything, secret
+
+
+def test_a_secret_that_slips_into_a_message_is_redacted():
+    import logging
+
+    from newsletter.observability.logs import JsonFormatter, log_context
+
+    record = logging.LogRecord(
+        "newsletter.x", logging.WARNING, __file__, 1,
+        "GET https://news.example.org/subscribe/confirm/%s with Bearer %s, code=%s, %s",
+        ("eyJzIjoxLCJmIjoiMTk5NzRhYjcwMTZlYWQ4YiJ9.aw8wHQ.eCYNSj4iPA1ABO5Z1ZhXt2_t50E",
+         "abc123secret", "493021", "smtp://user:hunter2@relay:587"),
+        None,
+    )
+    with log_context(digest_id=7, delivery_id=99):
+        entry = json.loads(JsonFormatter().format(record))
+    assert entry["digest_id"] == 7 and entry["delivery_id"] == 99
+    for secret in ("eCYNSj4iPA1ABO5Z1ZhXt2_t50E", "abc123secret", "493021", "hunter2"):
+        assert secret not in entry["message"], entry["message"]
