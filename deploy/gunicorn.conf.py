@@ -12,7 +12,9 @@ workers = int(os.environ.get("NEWSLETTER_WEB_WORKERS", "2"))
 timeout = 30
 # nginx is the only client: trust its X-Forwarded-* (the app's ProxyFix counts the proxies).
 forwarded_allow_ips = "127.0.0.1"
-accesslog = "-"
+# No gunicorn access log: it writes raw paths, and confirmation/unsubscribe paths hold tokens.
+# The app logs one line per request by route rule (NEWSLETTER_LOG_FORMAT=json).
+accesslog = None
 
 
 def child_exit(server, worker):  # noqa: ARG001 - gunicorn's hook signature

@@ -224,6 +224,8 @@ def load_settings(instance_path: Path, environ: dict[str, str] | None = None) ->
         "WORKER_METRICS_HOST": env.get("NEWSLETTER_WORKER_METRICS_HOST") or "127.0.0.1",
         # "json": one JSON object per log line (request, digest and delivery ids); else text.
         "LOG_FORMAT": (env.get("NEWSLETTER_LOG_FORMAT") or "text").strip().lower(),
+        # Without a terminal, the worker logs each sending digest's progress this often.
+        "WORKER_PROGRESS_SECONDS": float(env.get("NEWSLETTER_WORKER_PROGRESS_SECONDS") or 10),
         # Several sites (or test runs) may share one Redis: each keeps its limits apart.
         "RATELIMIT_KEY_PREFIX": env.get("NEWSLETTER_RATELIMIT_KEY_PREFIX") or "newsletter",
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 from flask import Flask, current_app
 
+from ..observability.logs import configure_text_logging
 from ..scheduling.worker import Worker
 
 
@@ -14,6 +15,8 @@ from ..scheduling.worker import Worker
 @click.option("--name", default=None, help="Worker name shown in logs (default host:pid).")
 def worker_command(until_idle: bool, poll_interval: float, name: str | None) -> None:
     """Deliver queued mail and run scheduled digests until stopped."""
+    if current_app.config.get("LOG_FORMAT") != "json":
+        configure_text_logging()
     worker = Worker(current_app._get_current_object(), name=name, poll_interval=poll_interval)
     summary = worker.run(until_idle=until_idle)
     if until_idle:

@@ -77,6 +77,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+def configure_text_logging(level: int = logging.INFO) -> None:
+    """Plain lines on stderr for a long-running command (the worker) when nothing else set
+    logging up: without it Python shows warnings only, and progress lines would be lost."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("newsletter").setLevel(level)
+
+
 def configure_logging(log_format: str, level: int = logging.INFO) -> None:
     """JSON lines on stderr for ``json``; anything else leaves logging as it was."""
     if log_format != "json":

@@ -32,6 +32,7 @@ from ..extensions import db
 from ..mail.transport import DeliveryError, open_transport
 from ..observability.exposition import serve_worker_metrics
 from .leadership import LeaderElection, release_lease, try_acquire_lease
+from .progress import SendProgress
 from .scheduler import DigestScheduler
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ class Worker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.poll_interval = poll_interval
         self.stopping = threading.Event()
+        self.progress: SendProgress | None = None  # long-running mode only
 
     def stop(self, *_args: object) -> None:
         self.stopping.set()
@@ -114,6 +116,7 @@ class Worker:
         )
         senders = DigestSendingPool(self.app, self.stopping)
         metrics_server = self._serve_metrics()
+        self.progress = SendProgress(self.app)
         election.start()
         senders.start(self.poll_interval)
         log.info("worker %s started", self.name)
@@ -206,6 +209,8 @@ class Worker:
                         log.warning("outbox pass failed: %s", exc)
                         claimed = 0
                     summary.outbox_claimed += claimed
+                    if self.progress is not None:
+                        self.progress.tick()
                     claimed_total += claimed
                     if until_idle:
                         if pending_outbox_count() == 0 or claimed == 0:
