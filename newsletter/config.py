@@ -205,3 +205,11 @@ def load_settings(instance_path: Path, environ: dict[str, str] | None = None) ->
         "BABEL_TRANSLATION_DIRECTORIES": str(TRANSLATIONS_DIR),
         "DEVELOPMENT": development,
     }
+
+
+# Security (issue 11) -------------------------------------------------------------------------
+# An RFC 2047 encoded word (``=?charset?B|Q?text?=``). The email package decodes one in any
+# header value it is given, and some CPython releases (3.11.7, 3.12.1: CVE-2024-6923) then fold
+# a decoded CR LF out raw: a release title or digest subject holding one could add headers or
+# replace the body. Titles and subjects refuse it; the serialisers encode such text themselves.
+ENCODED_WORD_PATTERN = r"=\?[^?\s]*\?[bBqQ]\?[^?\s]*\?="
