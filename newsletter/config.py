@@ -204,6 +204,7 @@ def load_settings(instance_path: Path, environ: dict[str, str] | None = None) ->
         "BABEL_DEFAULT_LOCALE": DEFAULT_LANGUAGE,
         "BABEL_TRANSLATION_DIRECTORIES": str(TRANSLATIONS_DIR),
         "DEVELOPMENT": development,
+        **_security_settings(env, development),
     }
 
 
@@ -224,3 +225,19 @@ LOGIN_THROTTLE_BASE_DELAY = timedelta(seconds=2)
 LOGIN_THROTTLE_MAX_DELAY = timedelta(minutes=15)
 # Failures older than this are forgotten (the count starts again).
 LOGIN_FAILURE_MEMORY = timedelta(hours=1)
+# A logged-in session ends after this long without a request (idle) and this long after the
+# login whatever happens (absolute): a cookie left on a shared computer or stolen dies.
+SESSION_IDLE_SECONDS = 2 * 3600
+SESSION_ABSOLUTE_SECONDS = 12 * 3600
+
+
+def _security_settings(env: dict[str, str], development: bool) -> dict[str, Any]:
+    """Session lifetimes (issue 11)."""
+    absolute = int(env.get("NEWSLETTER_SESSION_ABSOLUTE_SECONDS") or SESSION_ABSOLUTE_SECONDS)
+    return {
+        "SESSION_IDLE_SECONDS": int(
+            env.get("NEWSLETTER_SESSION_IDLE_SECONDS") or SESSION_IDLE_SECONDS
+        ),
+        "SESSION_ABSOLUTE_SECONDS": absolute,
+        "PERMANENT_SESSION_LIFETIME": timedelta(seconds=absolute),
+    }

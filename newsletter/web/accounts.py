@@ -61,6 +61,7 @@ from ..extensions import csrf, db, limiter
 from ..models import User
 from .i18n import request_language, use_language_of
 from .inputs import InputError, explain, is_json_request, read_payload, wants_json
+from .sessions import end_user_sessions, start_session_clock
 
 blueprint = Blueprint("accounts", __name__)
 # Pages check the CSRF token themselves (``before_request`` below) so that the same routes can
@@ -387,6 +388,7 @@ def login():
         return redirect(url_for("accounts.verify"), 303)
     _fresh_session()
     login_user(outcome.user)
+    start_session_clock()
     if wants_json():
         return jsonify(status="ok")
     return redirect(next_url or url_for("accounts.account"), 303)
@@ -394,6 +396,9 @@ def login():
 
 @blueprint.post("/account/logout")
 def logout():
+    if current_user.is_authenticated:
+        end_user_sessions(current_user._get_current_object())
+        db.session.commit()
     logout_user()
     _fresh_session()
     if wants_json():
@@ -639,6 +644,7 @@ def change_password():
     # Other sessions ended with the new version; this one carries on under it.
     _fresh_session()
     login_user(user)
+    start_session_clock()
     if wants_json():
         return jsonify(status="password_changed")
     flash(_("Your password was changed. Your other sessions were logged out."), FLASH)
