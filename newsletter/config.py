@@ -240,4 +240,12 @@ def _security_settings(env: dict[str, str], development: bool) -> dict[str, Any]
         ),
         "SESSION_ABSOLUTE_SECONDS": absolute,
         "PERMANENT_SESSION_LIFETIME": timedelta(seconds=absolute),
+        # Hosts the console's feed import may fetch even on a private address (the
+        # newsroom's own feed server); every other host must resolve to public addresses.
+        "FEED_ALLOWED_HOSTS": _list(env.get("NEWSLETTER_FEED_ALLOWED_HOSTS")),
     }
+
+
+# Console feed import (SSRF): at most this many redirects, each re-checked; the whole fetch
+# must finish within FEED_FETCH_TIMEOUT_SECONDS and FEED_MAX_BYTES.
+FEED_MAX_REDIRECTS = 5
