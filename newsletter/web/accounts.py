@@ -244,7 +244,7 @@ def _truthy(value: object) -> bool:
 
 
 @blueprint.route("/account/register", methods=["GET", "POST"])
-@limiter.limit(account_rate_limit, methods=["POST"])
+@limiter.shared_limit(account_rate_limit, scope="send-code", methods=["POST"])
 def register():
     if request.method == "GET":
         if current_user.is_authenticated:
@@ -277,7 +277,7 @@ def _register_answer():
 
 
 @blueprint.post("/api/v1/account/register")
-@limiter.limit(account_rate_limit)
+@limiter.shared_limit(account_rate_limit, scope="send-code")
 def api_register():
     return _register_answer()
 
@@ -286,7 +286,7 @@ def api_register():
 
 
 @blueprint.route("/account/verify", methods=["GET", "POST"])
-@limiter.limit(account_rate_limit, methods=["POST"])
+@limiter.shared_limit(account_rate_limit, scope="check-code", methods=["POST"])
 def verify():
     if request.method == "GET":
         return _page("verify.html", email=session.get("verify_email", ""), error=None)
@@ -314,7 +314,7 @@ def verify():
 
 
 @blueprint.post("/account/verify/resend")
-@limiter.limit(account_rate_limit)
+@limiter.shared_limit(account_rate_limit, scope="send-code")
 def verify_resend():
     payload = _payload()
     address = _address_or_error(payload.get("email"))
@@ -425,7 +425,7 @@ def _reset_request(payload: dict[str, Any]) -> str | None:
 
 
 @blueprint.route("/account/reset", methods=["GET", "POST"])
-@limiter.limit(account_rate_limit, methods=["POST"])
+@limiter.shared_limit(account_rate_limit, scope="send-code", methods=["POST"])
 def reset_request():
     if request.method == "GET":
         next_url = safe_next(request.args.get("next"))
@@ -449,14 +449,14 @@ def reset_request():
 
 
 @blueprint.post("/api/v1/account/password-reset")
-@limiter.limit(account_rate_limit)
+@limiter.shared_limit(account_rate_limit, scope="send-code")
 def api_password_reset():
     _reset_request(_payload())
     return jsonify(status="pending"), 202
 
 
 @blueprint.post("/account/reset/resend")
-@limiter.limit(account_rate_limit)
+@limiter.shared_limit(account_rate_limit, scope="send-code")
 def reset_resend():
     payload = _payload()
     next_url = _reset_request(payload)
@@ -515,7 +515,7 @@ def _reset_confirm(payload: dict[str, Any]):
 
 
 @blueprint.route("/account/reset/confirm", methods=["GET", "POST"])
-@limiter.limit(account_rate_limit, methods=["POST"])
+@limiter.shared_limit(account_rate_limit, scope="check-code", methods=["POST"])
 def reset_confirm():
     if request.method == "GET":
         next_url = safe_next(request.args.get("next"))
@@ -575,7 +575,7 @@ def _reset_confirm_answer():
 
 
 @blueprint.post("/api/v1/account/password-reset/confirm")
-@limiter.limit(account_rate_limit)
+@limiter.shared_limit(account_rate_limit, scope="check-code")
 def api_password_reset_confirm():
     return _reset_confirm_answer()
 
@@ -653,7 +653,7 @@ def change_password():
 
 @blueprint.post("/account/email")
 @login_required
-@limiter.limit(account_rate_limit)
+@limiter.shared_limit(account_rate_limit, scope="change-email")
 def change_email_request():
     payload = _payload()
     user = _me()
@@ -708,7 +708,7 @@ def _apply_email_change(user: User, new_email: str | None):
 
 @blueprint.post("/account/email/confirm")
 @login_required
-@limiter.limit(account_rate_limit)
+@limiter.shared_limit(account_rate_limit, scope="change-email")
 def change_email_confirm():
     payload = _payload()
     user = _me()

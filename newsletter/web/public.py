@@ -94,7 +94,7 @@ def subscribe_embed():
 
 @blueprint.post("/subscribe")
 @csrf.exempt  # the site embeds this form cross-site; the Origin check below guards it
-@limiter.limit(subscribe_rate_limit)
+@limiter.shared_limit(subscribe_rate_limit, scope="subscribe")
 def subscribe_submit():
     if not is_allowed_origin(request.headers.get("Origin")):
         raise InputError(403, "forbidden_origin", _("This form cannot be sent from that site."))
@@ -145,7 +145,7 @@ def confirm(token: str):
 
 @blueprint.post("/subscribe/confirm/<token>/renew")
 @csrf.exempt  # the expired token itself proves the request came from the emailed link
-@limiter.limit(subscribe_rate_limit)
+@limiter.shared_limit(subscribe_rate_limit, scope="subscribe")
 def renew_confirmation(token: str):
     subscriber = subscriber_for_expired_confirmation(app_signer(), token)
     if subscriber is not None:
