@@ -231,8 +231,23 @@ SESSION_IDLE_SECONDS = 2 * 3600
 SESSION_ABSOLUTE_SECONDS = 12 * 3600
 
 
+# A signing key shorter than this is refused in production (a guessable key forges sessions
+# and every emailed link); `secrets.token_urlsafe(48)` gives 64 characters.
+MIN_SECRET_KEY_LENGTH = 32
+# HSTS in production: browsers use HTTPS only for a year (the site is served over HTTPS there).
+HSTS_HEADER = "max-age=31536000; includeSubDomains"
+
+
 def _security_settings(env: dict[str, str], development: bool) -> dict[str, Any]:
-    """Session lifetimes (issue 11)."""
+    """Session lifetimes, production checks and flags (issue 11)."""
+    key = env.get("NEWSLETTER_SECRET_KEY") or ""
+    if not development and len(key) < MIN_SECRET_KEY_LENGTH:
+        raise RuntimeError(
+            f"NEWSLETTER_SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters in "
+            "production (python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+        )
+    public_https = (env.get("NEWSLETTER_PUBLIC_URL") or "").startswith("https://")
+    secure = public_https or not development
     absolute = int(env.get("NEWSLETTER_SESSION_ABSOLUTE_SECONDS") or SESSION_ABSOLUTE_SECONDS)
     return {
         "SESSION_IDLE_SECONDS": int(
@@ -243,6 +258,15 @@ def _security_settings(env: dict[str, str], development: bool) -> dict[str, Any]
         # Hosts the console's feed import may fetch even on a private address (the
         # newsroom's own feed server); every other host must resolve to public addresses.
         "FEED_ALLOWED_HOSTS": _list(env.get("NEWSLETTER_FEED_ALLOWED_HOSTS")),
+        # Reverse proxies in front that set X-Forwarded-For/-Proto (werkzeug's ProxyFix): per-IP
+        # limits then key on the visitor, not on the proxy everybody shares.
+        "TRUSTED_PROXIES": int(env.get("NEWSLETTER_TRUSTED_PROXIES") or 0),
+        # Several deployments (or test runs) may share one Redis: their counters stay apart.
+        "RATELIMIT_KEY_PREFIX": env.get("NEWSLETTER_RATELIMIT_KEY_PREFIX") or "newsletter",
+        # Production cookies are Secure whatever the URL scheme (TLS ends at a proxy, say).
+        "SESSION_COOKIE_SECURE": secure,
+        "REMEMBER_COOKIE_SECURE": secure,
+        "HSTS_HEADER_VALUE": HSTS_HEADER,
     }
 
 
