@@ -54,7 +54,6 @@ from ..domain.digests import (
 )
 from ..domain.subscriptions import unsubscribe_token
 from ..extensions import db
-from ..mail.bulk import open_bulk_transport
 from ..mail.message import envelope_sender
 from ..mail.prepared import UNSUBSCRIBE_MARKER, PreparedMessage, Recipient, build_template
 from ..mail.render import render_email
@@ -72,6 +71,7 @@ from ..models import (
 from .links import public_url_for, token_url
 from .outbox import queue_message
 from .signing import app_signer
+from .streams import STREAM_NEWSLETTER, feedback_id, open_bulk_stream_transport, stream_mail_from
 from .subscriptions import newsletter_headers
 
 log = logging.getLogger(__name__)
@@ -99,9 +99,14 @@ def release_context(release: Release) -> dict[str, object]:
 
 
 def render_digest_template(
-    language: str, subject: str, releases: list[Release], when: datetime
+    language: str,
+    subject: str,
+    releases: list[Release],
+    when: datetime,
+    digest_id: int | None = None,
 ) -> bytes:
-    """The digest serialised once, with slots for what differs per recipient."""
+    """The digest serialised once, with slots for what differs per recipient. Its
+    ``Feedback-ID`` names the digest, so complaint reports can be read per digest."""
     rendered = render_email(
         "digest",
         language,
@@ -112,9 +117,12 @@ def render_digest_template(
     )
     headers, _url, _token = newsletter_headers(0, "")
     mailto = headers["List-Unsubscribe"].split(",", 1)[1].strip(" <>")
+    headers["Feedback-ID"] = feedback_id(
+        "digest" if digest_id is None else f"digest-{digest_id}", STREAM_NEWSLETTER
+    )
     return build_template(
         rendered,
-        mail_from=current_app.config["MAIL_FROM"],
+        mail_from=stream_mail_from(STREAM_NEWSLETTER),
         headers=headers,
         mailto_unsubscribe=mailto,
     )
@@ -189,7 +197,7 @@ def run_digest(digest_id: int, now: datetime | None = None) -> RunOutcome:
             log.info("digest %s skipped: no new releases in %s", digest_id, digest.language)
             return RunOutcome(digest_id, "skipped")
         digest.rendered_message = render_digest_template(
-            digest.language, digest.subject or "", releases, now
+            digest.language, digest.subject or "", releases, now, digest_id
         )
         db.session.flush()
         digest.recipients = fan_out(digest_id, digest.language, now)
@@ -678,8 +686,8 @@ class DeliverySender:
 
     def run(self, *, until_idle: bool, poll_interval: float = 1.0) -> None:
         with self.app.app_context():
-            transport = open_bulk_transport(self.app.config["MAIL_URL"])
-            sender = envelope_sender(self.app.config["MAIL_FROM"])
+            transport = open_bulk_stream_transport(self.app.config)
+            sender = envelope_sender(stream_mail_from(STREAM_NEWSLETTER, self.app.config))
             links = UnsubscribeLinks()
             try:
                 while not self.stopping.is_set():
@@ -813,7 +821,7 @@ def preview_message(digest: Digest, now: datetime | None = None) -> EmailMessage
             digest.language, now, first_window_days=current_app.config["DIGEST_FIRST_WINDOW_DAYS"]
         )
         subject = digest.subject or default_subject(digest.language, releases, now)
-        template = render_digest_template(digest.language, subject, releases, now)
+        template = render_digest_template(digest.language, subject, releases, now, digest.id)
     prepared = PreparedMessage(bytes(template))
     data = prepared.personalise(
         Recipient(
