@@ -10,3 +10,8 @@ def register_cli(app: Flask) -> None:
 
     for module in (worker, staff, releases, digests):
         module.register(app)
+
+    # Outgoing deliverability (issue 12): DKIM keys, mail audit.
+    from . import dkim
+
+    dkim.register(app)
