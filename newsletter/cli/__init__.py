@@ -12,6 +12,7 @@ def register_cli(app: Flask) -> None:
         module.register(app)
 
     # Outgoing deliverability (issue 12): DKIM keys, mail audit.
-    from . import dkim
+    from . import dkim, mail
 
     dkim.register(app)
+    mail.register(app)
