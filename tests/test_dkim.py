@@ -187,3 +187,23 @@ def test_keygen_writes_a_private_key_and_prints_its_record(runner, tmp_path):
         assert again.exit_code != 0 and "exists" in again.output
     bad = runner.invoke(args=["dkim", "keygen", "--domain", "exa mple", "--selector", "s1"])
     assert bad.exit_code != 0
+
+
+@pytest.fixture
+def missing_key(app_config, tmp_path):
+    app_config.update(DKIM_DOMAIN=DOMAIN, DKIM_SELECTOR=SELECTOR,
+                      DKIM_KEY_FILE=str(tmp_path / "missing.pem"))  # fmt: skip
+
+
+def test_a_worker_with_an_unreadable_key_refuses_to_start_and_sends_nothing(
+    missing_key, tmp_path, app, client, mailbox, runner
+):
+    assert client.post("/api/v1/subscriptions", json={"email": "x@example.org"}).status_code == 202
+    with app.app_context():  # as the flask command line gives every command
+        result = runner.invoke(args=["worker", "--until-idle"])
+        assert result.exit_code != 0
+        assert "missing.pem" in result.output
+        (tmp_path / "missing.pem").write_text("not a key")
+        result = runner.invoke(args=["worker", "--until-idle"])
+        assert result.exit_code != 0 and "PEM" in result.output, result.output
+    assert mailbox.messages == []
