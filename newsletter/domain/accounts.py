@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 
 from ..config import (
     ACCOUNT_NOTICES_PER_ADDRESS_PER_DAY,
@@ -75,8 +76,17 @@ def register_account(
         session_version=1,
         failed_logins=0,
     )
-    db.session.add(user)
-    db.session.flush()
+    # A simultaneous registration for the same address may insert first: the unique index
+    # refuses ours inside a savepoint, and this one answers as if it came second.
+    try:
+        with db.session.begin_nested():
+            db.session.add(user)
+            db.session.flush()
+    except IntegrityError:
+        existing = find_user(address)
+        if existing is None:  # pragma: no cover - the other row vanished again
+            raise
+        return Registration(existing, created=False)
     return Registration(user, created=True)
 
 
@@ -181,8 +191,16 @@ def change_email(user: User, new_address: Address, *, now: datetime | None = Non
     other = find_user(new_address)
     if other is not None and other.id != user.id:
         return False
-    user.email = new_address.email
-    user.email_key = new_address.key
+    # Another account may take the address at the same moment: the unique index decides,
+    # inside a savepoint, and the loser is told it is taken (never a 500).
+    try:
+        with db.session.begin_nested():
+            user.email = new_address.email
+            user.email_key = new_address.key
+            db.session.flush()
+    except IntegrityError:
+        db.session.refresh(user)
+        return False
     user.email_verified_at = now or utcnow()
     codes.revoke_codes(user, codes.CHANGE_EMAIL, now=now)
     codes.revoke_codes(user, codes.RESET_PASSWORD, now=now)
