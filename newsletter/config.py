@@ -295,9 +295,15 @@ def _security_settings(env: dict[str, str], development: bool) -> dict[str, Any]
         "SESSION_COOKIE_SECURE": secure,
         "REMEMBER_COOKIE_SECURE": secure,
         "HSTS_HEADER_VALUE": HSTS_HEADER,
+        "MAIL_RETENTION_DAYS": float(env.get("NEWSLETTER_MAIL_RETENTION_DAYS") or 7),
     }
 
 
 # Console feed import (SSRF): at most this many redirects, each re-checked; the whole fetch
 # must finish within FEED_FETCH_TIMEOUT_SECONDS and FEED_MAX_BYTES.
 FEED_MAX_REDIRECTS = 5
+# Stored mail (GDPR minimisation): a delivered message's body holds live links and codes, so it
+# is emptied this long after sending; the row (who, what kind, when, outcome) stays. Digest
+# deliveries lose the relay's answer text likewise. The leader worker purges at this interval.
+MAIL_RETENTION_DAYS = 7
+RETENTION_PURGE_INTERVAL = timedelta(hours=1)

@@ -164,8 +164,18 @@ def test_keygen_writes_a_private_key_and_prints_its_record(runner, tmp_path):
     for algorithm in ("rsa", "ed25519"):
         out = tmp_path / f"{algorithm}.pem"
         result = runner.invoke(
-            args=["dkim", "keygen", "--domain", "Example.ORG", "--selector", "s1",
-                  "--algorithm", algorithm, "--out", str(out)]  # fmt: skip
+            args=[
+                "dkim",
+                "keygen",
+                "--domain",
+                "Example.ORG",
+                "--selector",
+                "s1",
+                "--algorithm",
+                algorithm,
+                "--out",
+                str(out),
+            ]  # fmt: skip
         )
         assert result.exit_code == 0, result.output
         assert out.stat().st_mode & 0o777 == 0o600
@@ -181,8 +191,16 @@ def test_keygen_writes_a_private_key_and_prints_its_record(runner, tmp_path):
         message = signer.sign(b"From: a@example.org\r\nTo: b@example.org\r\n\r\nhi\r\n")
         assert dkim.verify(message, dnsfunc=lambda name, timeout=5, record=record: record)
         again = runner.invoke(
-            args=["dkim", "keygen", "--domain", "example.org", "--selector", "s1",
-                  "--out", str(out)]  # fmt: skip
+            args=[
+                "dkim",
+                "keygen",
+                "--domain",
+                "example.org",
+                "--selector",
+                "s1",
+                "--out",
+                str(out),
+            ]  # fmt: skip
         )
         assert again.exit_code != 0 and "exists" in again.output
     bad = runner.invoke(args=["dkim", "keygen", "--domain", "exa mple", "--selector", "s1"])

@@ -76,9 +76,7 @@ def test_a_sent_digest_passes_and_one_without_list_unsubscribe_fails(
     assert rows(result.output)["DKIM signature verifies against the configured key"] == "PASS"
 
     # The same message with its List-Unsubscribe field (and its continuation line) removed.
-    stripped = re.sub(
-        rb"\r\nList-Unsubscribe: [^\r]*(?:\r\n[ \t][^\r]*)*", b"", data, count=1
-    )
+    stripped = re.sub(rb"\r\nList-Unsubscribe: [^\r]*(?:\r\n[ \t][^\r]*)*", b"", data, count=1)
     assert b"\r\nList-Unsubscribe:" not in stripped
     assert b"\r\nList-Unsubscribe-Post:" in stripped
     bad = tmp_path / "bad.eml"

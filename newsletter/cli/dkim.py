@@ -61,9 +61,7 @@ def keygen_command(domain: str, selector: str, algorithm: str, out: Path | None)
         handle.write(key.pem())
     value = key.txt_record()
     name = f"{selector}._domainkey.{domain}"
-    chunks = " ".join(
-        f'"{value[i : i + _TXT_CHUNK]}"' for i in range(0, len(value), _TXT_CHUNK)
-    )
+    chunks = " ".join(f'"{value[i : i + _TXT_CHUNK]}"' for i in range(0, len(value), _TXT_CHUNK))
     click.echo(f"key ({key.kind}) written to {out}")
     click.echo(f"name: {name}")
     click.echo(f"value: {value}")

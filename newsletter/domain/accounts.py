@@ -23,7 +23,7 @@ from ..config import (
     VERIFY_EMAIL,
 )
 from ..extensions import db
-from ..models import ApiToken, OneTimeCode, Subscriber, User, utcnow
+from ..models import ApiToken, OneTimeCode, OutboxMessage, Subscriber, User, utcnow
 from . import codes, login_throttle
 from .addresses import Address, normalise_address
 from .mail_caps import under_daily_cap
@@ -211,6 +211,13 @@ def delete_account(user: User) -> None:
     """Remove the account, its codes and its API tokens (newsletter consent is separate)."""
     db.session.execute(delete(OneTimeCode).where(OneTimeCode.user_id == user.id))
     db.session.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
+    # Mail stored for the account (codes, links, notices) goes with it; a message being sent
+    # right now is left to its worker.
+    db.session.execute(
+        delete(OutboxMessage).where(
+            OutboxMessage.recipient_key == user.email_key, OutboxMessage.status != "sending"
+        )
+    )
     db.session.delete(user)
 
 
