@@ -233,3 +233,22 @@ def load_settings(instance_path: Path, environ: dict[str, str] | None = None) ->
         "BABEL_TRANSLATION_DIRECTORIES": str(TRANSLATIONS_DIR),
         "DEVELOPMENT": development,
     }
+
+
+# Security (issue 11) -------------------------------------------------------------------------
+# An RFC 2047 encoded word (``=?charset?B|Q?text?=``). The email package decodes one in any
+# header value it is given, and some CPython releases (3.11.7, 3.12.1: CVE-2024-6923) then fold
+# a decoded CR LF out raw: a release title or digest subject holding one could add headers or
+# replace the body. Titles and subjects refuse it; the serialisers encode such text themselves.
+ENCODED_WORD_PATTERN = r"=\?[^?\s]*\?[bBqQ]\?[^?\s]*\?="
+# Login throttling instead of lock-out: a stranger's wrong guesses must not shut the owner out.
+# Per (account, client address): this many wrong passwords are free, then each further try
+# waits a delay doubling from the base up to the cap. Per account, from every address at once,
+# the same after more failures; that throttle only holds back clients already failing on the
+# account, so an owner who has not been failing always gets their password checked.
+LOGIN_FREE_FAILURES_PER_CLIENT = 5
+LOGIN_FREE_FAILURES_PER_ACCOUNT = 20
+LOGIN_THROTTLE_BASE_DELAY = timedelta(seconds=2)
+LOGIN_THROTTLE_MAX_DELAY = timedelta(minutes=15)
+# Failures older than this are forgotten (the count starts again).
+LOGIN_FAILURE_MEMORY = timedelta(hours=1)

@@ -12,6 +12,7 @@ from email.policy import SMTP, SMTPUTF8, EmailPolicy
 from email.utils import formatdate, make_msgid, parseaddr
 from functools import lru_cache
 
+from .headers import SAFE_SMTP, SAFE_SMTPUTF8, checked, encode_text_header, needs_text_encoding
 from .render import RenderedEmail
 
 
@@ -32,7 +33,7 @@ def build_message(
     extra_headers: dict[str, str] | None = None,
 ) -> EmailMessage:
     """A ``multipart/alternative`` message with plain text first, HTML second."""
-    message = EmailMessage(policy=SMTP)
+    message = EmailMessage(policy=SAFE_SMTP)
     message["From"] = mail_from
     message["To"] = to
     message["Subject"] = rendered.subject
@@ -48,8 +49,12 @@ def build_message(
 
 
 def message_bytes(message: EmailMessage) -> bytes:
-    """Serialise with CRLF line ends, ready for SMTP DATA (SMTPUTF8 for non-ASCII addresses)."""
-    policy = SMTP if str(message["To"]).isascii() else SMTPUTF8
+    """Serialise with CRLF line ends, ready for SMTP DATA (SMTPUTF8 for non-ASCII addresses).
+
+    The policies check every folded header (see ``mail.headers``): no line break can end up
+    inside a header value, whatever the Python.
+    """
+    policy = SAFE_SMTP if str(message["To"]).isascii() else SAFE_SMTPUTF8
     return message.as_bytes(policy=policy)
 
 
@@ -91,17 +96,19 @@ def _fold_at_spaces(name: str, value: str) -> bytes | None:
 def _header_line(policy: EmailPolicy, name: str, value: str) -> bytes:
     if any(ch in value for ch in "\r\n\x00"):
         raise ValueError(f"header {name} holds a line break")
+    if needs_text_encoding(name, value):
+        return encode_text_header(name, value)
     key = name.lower()
     if key in _URL_LIST and value.isascii() and value.isprintable():
         folded = _fold_at_spaces(name, value)
         if folded is not None:
             return folded
     if len(name) + 2 + len(value) <= 78 and (
-        (key in _UNSTRUCTURED and value.isascii() and value.isprintable())
+        (key in _UNSTRUCTURED and value.isascii() and value.isprintable() and "=?" not in value)
         or (key in ("from", "to") and _PLAIN_ADDRESS.fullmatch(value))
     ):
         return f"{name}: {value}\r\n".encode("ascii")
-    return _folded_header(policy is SMTPUTF8, name, value)
+    return checked(name, value, _folded_header(policy is SMTPUTF8, name, value))
 
 
 @lru_cache(maxsize=64)
