@@ -75,15 +75,15 @@ def signing_cost(messages: list[bytes], key_file: Path, dkimpy_count: int) -> tu
     return ours, theirs
 
 
-def dkim_figures(*, full: bool) -> list[Figure]:
-    recipients = 20_000 if full else 5_000
+def dkim_figures(*, full: bool, recipients: int | None = None) -> list[Figure]:
+    recipients = recipients or (20_000 if full else 5_000)
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory(prefix="nl-bench-dkim-") as directory:
         keys = {algorithm: _write_key(Path(directory), algorithm) for algorithm in ALGORITHMS}
         with CountingSmtpServer() as server:
             with fresh_database("sqlite") as url, bench_app(url, server.url):
                 prepare_database(recipients)
-                messages = [data for _address, data in prebuilt_messages(2000)]
+                messages = [data for _address, data in prebuilt_messages(min(recipients, 2000))]
                 size = sum(map(len, messages)) / len(messages) / 1024
                 for algorithm, key_file in keys.items():
                     ours, theirs = signing_cost(messages, key_file, 50)

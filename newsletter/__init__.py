@@ -20,6 +20,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if test_config:
         app.config.update(test_config)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    # `mail audit --sample` builds a scratch copy of the site with this same factory.
+    app.extensions["newsletter.create_app"] = create_app
 
     register_proxy_fix(app)
     register_extensions(app)

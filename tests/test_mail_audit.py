@@ -122,3 +122,40 @@ def test_welcome_list_unsubscribe_is_a_plain_url_not_an_encoded_word(app, client
     assert b"=?" not in field, field
     assert re.match(rb"<https://news\.example\.org/unsubscribe/[^>\s]+>", field), field
     assert max(len(line) for line in head.split(b"\r\n")) <= 998
+
+
+@pytest.fixture
+def live_site(app_config):
+    """The site served over real HTTP on a free port, PUBLIC_URL pointing at it."""
+    from tests.conftest import free_port
+
+    port = free_port()
+    app_config["PUBLIC_URL"] = f"http://127.0.0.1:{port}"
+    return port
+
+
+def test_a_saved_digest_one_click_post_goes_to_the_live_site(
+    live_site, dkim_on, app, runner, mailbox, run_worker, tmp_path
+):
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from newsletter.extensions import db
+    from newsletter.models import Subscriber
+
+    server = make_server("127.0.0.1", live_site, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        message = tmp_path / "digest.eml"
+        message.write_bytes(received_digest(app, mailbox, run_worker))
+        result = runner.invoke(args=["mail", "audit", str(message)])
+    finally:
+        server.shutdown()
+        thread.join(5)
+    assert result.exit_code == 0, result.output
+    assert rows(result.output)["one-click URL answers a cookieless POST with 200"] == "PASS"
+    with app.app_context():
+        # The POST was real: the reader of that message has left.
+        assert db.session.query(Subscriber).one().status == "unsubscribed"

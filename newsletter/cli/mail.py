@@ -63,8 +63,8 @@ def _post_to_public_url(public_url: str):
 
 
 def _scratch_app(directory: Path) -> Flask:
-    from .. import create_app
-
+    # The factory this app was built with (the root package would pull in the web layer).
+    create_app = current_app.extensions["newsletter.create_app"]
     config = dict(current_app.config)
     config.update(
         SQLALCHEMY_DATABASE_URI=f"sqlite:///{directory}/sample.db",
