@@ -20,7 +20,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if test_config:
         app.config.update(test_config)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    # `mail audit --sample` builds a scratch copy of the site with this same factory.
+    app.extensions["newsletter.create_app"] = create_app
 
+    register_proxy_fix(app)
     register_logging(app)
     register_extensions(app)
     register_blueprints(app)
@@ -68,6 +71,16 @@ def _tune_sqlite(app: Flask) -> None:
         if ":memory:" not in app.config["SQLALCHEMY_DATABASE_URI"]:
             cursor.execute("PRAGMA journal_mode = WAL")
         cursor.close()
+
+
+def register_proxy_fix(app: Flask) -> None:
+    """Behind ``TRUSTED_PROXIES`` reverse proxies, the visitor's address and scheme come from
+    their ``X-Forwarded-For``/``-Proto`` (issue 11); with none, those headers are ignored."""
+    proxies = app.config.get("TRUSTED_PROXIES", 0)
+    if proxies:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
 
 
 def register_blueprints(app: Flask) -> None:

@@ -80,6 +80,26 @@ CLAIM_LEASE = timedelta(minutes=5)
 # A subscriber is marked bounced after this many hard bounces (5xx answers) in a row.
 HARD_BOUNCES_BEFORE_BOUNCED = 3
 
+# Outgoing deliverability (issue 12): DKIM and mail streams.
+# What the DKIM signature covers (RFC 6376 s.5.4, RFC 8058 s.4): a receiver must see that
+# nobody added or changed the unsubscribe headers. Only those present are listed in h=.
+DKIM_SIGNED_HEADERS = (
+    "From", "To", "Subject", "Date", "Message-ID", "MIME-Version", "Content-Type",
+    "Content-Language", "List-Id", "List-Unsubscribe", "List-Unsubscribe-Post", "Feedback-ID",
+    "Auto-Submitted",
+)  # fmt: skip
+# Two mail streams with their own From, return path and relay, so that complaints about the
+# newsletter never hurt the delivery of account codes. Subscription confirmations are asked for
+# by the person, one at a time: they travel with account mail, not with the bulk newsletter.
+STREAM_TRANSACTIONAL = "transactional"
+STREAM_NEWSLETTER = "newsletter"
+# Outbox kinds that are newsletter mail (carry List-Unsubscribe); every other kind is account
+# (transactional) mail.
+NEWSLETTER_OUTBOX_KINDS = frozenset({"subscription_welcome", "digest_test"})
+# A one-click unsubscribe POST made by `mail audit` against a live server gives up after this.
+MAIL_AUDIT_HTTP_TIMEOUT_SECONDS = 10
+
+
 # Releases and digests (issue 5).
 # API listings: a client may ask for up to this many rows per page, never more.
 MAX_PAGE_SIZE = 200
@@ -187,6 +207,14 @@ def load_settings(instance_path: Path, environ: dict[str, str] | None = None) ->
         "LIST_ID": env.get("NEWSLETTER_LIST_ID") or "newsletter.localhost",
         # Where List-Unsubscribe's mailto goes (a mailbox staff read); default: the sender.
         "UNSUBSCRIBE_MAILTO": env.get("NEWSLETTER_UNSUBSCRIBE_MAILTO") or "",
+        # DKIM signing of every outgoing message, on when all three are set (issue 12).
+        "DKIM_DOMAIN": env.get("NEWSLETTER_DKIM_DOMAIN") or "",
+        "DKIM_SELECTOR": env.get("NEWSLETTER_DKIM_SELECTOR") or "",
+        "DKIM_KEY_FILE": env.get("NEWSLETTER_DKIM_KEY_FILE") or "",
+        # Account mail (codes, verification, confirmations): its own relay and From when set;
+        # empty means MAIL_URL / MAIL_FROM.
+        "TRANSACTIONAL_MAIL_URL": env.get("NEWSLETTER_TRANSACTIONAL_MAIL_URL") or "",
+        "TRANSACTIONAL_MAIL_FROM": env.get("NEWSLETTER_TRANSACTIONAL_MAIL_FROM") or "",
         # Concurrency and pacing of the sender: SMTP connections kept open, messages/s cap.
         "SEND_CONNECTIONS": int(env.get("NEWSLETTER_SEND_CONNECTIONS") or 4),
         "SEND_MAX_RATE": float(env.get("NEWSLETTER_SEND_MAX_RATE") or 0),  # 0 = unlimited
@@ -226,6 +254,78 @@ def load_settings(instance_path: Path, environ: dict[str, str] | None = None) ->
         "LOG_FORMAT": (env.get("NEWSLETTER_LOG_FORMAT") or "text").strip().lower(),
         # Without a terminal, the worker logs each sending digest's progress this often.
         "WORKER_PROGRESS_SECONDS": float(env.get("NEWSLETTER_WORKER_PROGRESS_SECONDS") or 10),
-        # Several sites (or test runs) may share one Redis: each keeps its limits apart.
-        "RATELIMIT_KEY_PREFIX": env.get("NEWSLETTER_RATELIMIT_KEY_PREFIX") or "newsletter",
+        **_security_settings(env, development),
     }
+
+
+# Security (issue 11) -------------------------------------------------------------------------
+# An RFC 2047 encoded word (``=?charset?B|Q?text?=``). The email package decodes one in any
+# header value it is given, and some CPython releases (3.11.7, 3.12.1: CVE-2024-6923) then fold
+# a decoded CR LF out raw: a release title or digest subject holding one could add headers or
+# replace the body. Titles and subjects refuse it; the serialisers encode such text themselves.
+ENCODED_WORD_PATTERN = r"=\?[^?\s]*\?[bBqQ]\?[^?\s]*\?="
+# Login throttling instead of lock-out: a stranger's wrong guesses must not shut the owner out.
+# Per (account, client address): this many wrong passwords are free, then each further try
+# waits a delay doubling from the base up to the cap. Per account, from every address at once,
+# the same after more failures; that throttle only holds back clients already failing on the
+# account, so an owner who has not been failing always gets their password checked.
+LOGIN_FREE_FAILURES_PER_CLIENT = 5
+LOGIN_FREE_FAILURES_PER_ACCOUNT = 20
+LOGIN_THROTTLE_BASE_DELAY = timedelta(seconds=2)
+LOGIN_THROTTLE_MAX_DELAY = timedelta(minutes=15)
+# Failures older than this are forgotten (the count starts again).
+LOGIN_FAILURE_MEMORY = timedelta(hours=1)
+# A logged-in session ends after this long without a request (idle) and this long after the
+# login whatever happens (absolute): a cookie left on a shared computer or stolen dies.
+SESSION_IDLE_SECONDS = 2 * 3600
+SESSION_ABSOLUTE_SECONDS = 12 * 3600
+
+
+# A signing key shorter than this is refused in production (a guessable key forges sessions
+# and every emailed link); `secrets.token_urlsafe(48)` gives 64 characters.
+MIN_SECRET_KEY_LENGTH = 32
+# HSTS in production: browsers use HTTPS only for a year (the site is served over HTTPS there).
+HSTS_HEADER = "max-age=31536000; includeSubDomains"
+
+
+def _security_settings(env: dict[str, str], development: bool) -> dict[str, Any]:
+    """Session lifetimes, production checks and flags (issue 11)."""
+    key = env.get("NEWSLETTER_SECRET_KEY") or ""
+    if not development and len(key) < MIN_SECRET_KEY_LENGTH:
+        raise RuntimeError(
+            f"NEWSLETTER_SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters in "
+            "production (python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+        )
+    public_https = (env.get("NEWSLETTER_PUBLIC_URL") or "").startswith("https://")
+    secure = public_https or not development
+    absolute = int(env.get("NEWSLETTER_SESSION_ABSOLUTE_SECONDS") or SESSION_ABSOLUTE_SECONDS)
+    return {
+        "SESSION_IDLE_SECONDS": int(
+            env.get("NEWSLETTER_SESSION_IDLE_SECONDS") or SESSION_IDLE_SECONDS
+        ),
+        "SESSION_ABSOLUTE_SECONDS": absolute,
+        "PERMANENT_SESSION_LIFETIME": timedelta(seconds=absolute),
+        # Hosts the console's feed import may fetch even on a private address (the
+        # newsroom's own feed server); every other host must resolve to public addresses.
+        "FEED_ALLOWED_HOSTS": _list(env.get("NEWSLETTER_FEED_ALLOWED_HOSTS")),
+        # Reverse proxies in front that set X-Forwarded-For/-Proto (werkzeug's ProxyFix): per-IP
+        # limits then key on the visitor, not on the proxy everybody shares.
+        "TRUSTED_PROXIES": int(env.get("NEWSLETTER_TRUSTED_PROXIES") or 0),
+        # Several deployments (or test runs) may share one Redis: their counters stay apart.
+        "RATELIMIT_KEY_PREFIX": env.get("NEWSLETTER_RATELIMIT_KEY_PREFIX") or "newsletter",
+        # Production cookies are Secure whatever the URL scheme (TLS ends at a proxy, say).
+        "SESSION_COOKIE_SECURE": secure,
+        "REMEMBER_COOKIE_SECURE": secure,
+        "HSTS_HEADER_VALUE": HSTS_HEADER,
+        "MAIL_RETENTION_DAYS": float(env.get("NEWSLETTER_MAIL_RETENTION_DAYS") or 7),
+    }
+
+
+# Console feed import (SSRF): at most this many redirects, each re-checked; the whole fetch
+# must finish within FEED_FETCH_TIMEOUT_SECONDS and FEED_MAX_BYTES.
+FEED_MAX_REDIRECTS = 5
+# Stored mail (GDPR minimisation): a delivered message's body holds live links and codes, so it
+# is emptied this long after sending; the row (who, what kind, when, outcome) stays. Digest
+# deliveries lose the relay's answer text likewise. The leader worker purges at this interval.
+MAIL_RETENTION_DAYS = 7
+RETENTION_PURGE_INTERVAL = timedelta(hours=1)

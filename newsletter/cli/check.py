@@ -14,11 +14,9 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from sqlalchemy import text
 
+from ..config import MIN_SECRET_KEY_LENGTH
 from ..extensions import db
 from ..mail.transport import DeliveryError, SmtpTransport, parse_mail_url
-
-# A shorter key can be brute-forced offline from one signed cookie or link.
-MIN_SECRET_KEY_LENGTH = 32
 
 
 @dataclass

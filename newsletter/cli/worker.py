@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 from flask import Flask, current_app
 
+from ..mail.dkim import DkimKeyError, signer_from_settings
 from ..observability.logs import configure_text_logging
 from ..scheduling.worker import Worker
 
@@ -15,6 +16,12 @@ from ..scheduling.worker import Worker
 @click.option("--name", default=None, help="Worker name shown in logs (default host:pid).")
 def worker_command(until_idle: bool, poll_interval: float, name: str | None) -> None:
     """Deliver queued mail and run scheduled digests until stopped."""
+    try:
+        # A DKIM key that cannot be read stops the worker at once: mail never leaves unsigned
+        # when signing was asked for.
+        signer_from_settings(current_app.config)
+    except DkimKeyError as exc:
+        raise click.ClickException(str(exc)) from None
     if current_app.config.get("LOG_FORMAT") != "json":
         configure_text_logging()
     worker = Worker(current_app._get_current_object(), name=name, poll_interval=poll_interval)

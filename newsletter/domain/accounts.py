@@ -12,20 +12,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 
 from ..config import (
     ACCOUNT_NOTICES_PER_ADDRESS_PER_DAY,
     CHANGE_EMAIL,
     LANGUAGES,
-    LOGIN_FAILURES_BEFORE_LOCK,
-    LOGIN_LOCK_DURATION,
     RESET_PASSWORD,
     VERIFY_EMAIL,
 )
 from ..extensions import db
-from ..models import ApiToken, OneTimeCode, Subscriber, User, utcnow
-from . import codes
+from ..models import ApiToken, OneTimeCode, OutboxMessage, Subscriber, User, utcnow
+from . import codes, login_throttle
 from .addresses import Address, normalise_address
 from .mail_caps import under_daily_cap
 from .passwords import check_password_policy, hash_password, verify_password
@@ -77,8 +76,17 @@ def register_account(
         session_version=1,
         failed_logins=0,
     )
-    db.session.add(user)
-    db.session.flush()
+    # A simultaneous registration for the same address may insert first: the unique index
+    # refuses ours inside a savepoint, and this one answers as if it came second.
+    try:
+        with db.session.begin_nested():
+            db.session.add(user)
+            db.session.flush()
+    except IntegrityError:
+        existing = find_user(address)
+        if existing is None:  # pragma: no cover - the other row vanished again
+            raise
+        return Registration(existing, created=False)
     return Registration(user, created=True)
 
 
@@ -123,35 +131,30 @@ class LoginOutcome:
 
 
 def authenticate(
-    user: User | None, password: object, *, now: datetime | None = None
+    user: User | None,
+    password: object,
+    *,
+    client: str | None = None,
+    now: datetime | None = None,
 ) -> LoginOutcome:
-    """Check a login; counts failures per account and locks it for a while after too many.
+    """Check a login from ``client`` (its address); commits the attempt's count first.
 
-    A locked account refuses even the right password until the lock lapses. A hash made with
-    older argon2 parameters is replaced by a fresh one.
+    Failures are throttled, not locked out (see ``login_throttle``): a client that keeps
+    failing waits growing delays, and a stranger's failures never stop the owner, from an
+    address that has not been failing, from logging in. ``locked`` means "throttled". A hash
+    made with older argon2 parameters is replaced by a fresh one.
     """
     now = now or utcnow()
     if user is None:
         verify_password(None, password)
         return LoginOutcome(LoginState.FAILED)
-    if user.locked_until is not None and user.locked_until > now:
-        verify_password(None, password)
+    if not login_throttle.reserve_attempt(user.id, client, now):
+        verify_password(None, password)  # the same work as a check: timing tells nothing
         return LoginOutcome(LoginState.FAILED, user, locked=True)
     check = verify_password(user.password_hash, password)
     if not check.matches:
-        # In SQL, so parallel guesses cannot overwrite each other's count.
-        db.session.execute(
-            update(User)
-            .where(User.id == user.id)
-            .values(failed_logins=User.failed_logins + 1)
-            .execution_options(synchronize_session=False)
-        )
-        db.session.refresh(user)
-        locked = user.failed_logins >= LOGIN_FAILURES_BEFORE_LOCK
-        if locked:
-            user.locked_until = now + LOGIN_LOCK_DURATION
-            user.failed_logins = 0
-        return LoginOutcome(LoginState.FAILED, user, locked=locked)
+        return LoginOutcome(LoginState.FAILED, user)
+    login_throttle.record_success(user.id, client)
     if check.new_hash is not None:
         user.password_hash = check.new_hash
     user.failed_logins = 0
@@ -179,6 +182,7 @@ def set_password(user: User, password: object, *, policy: str) -> None:
     user.session_version = (user.session_version or 1) + 1
     user.failed_logins = 0
     user.locked_until = None
+    login_throttle.forget_failures(user.id)
     codes.revoke_codes(user, codes.RESET_PASSWORD)
 
 
@@ -187,8 +191,16 @@ def change_email(user: User, new_address: Address, *, now: datetime | None = Non
     other = find_user(new_address)
     if other is not None and other.id != user.id:
         return False
-    user.email = new_address.email
-    user.email_key = new_address.key
+    # Another account may take the address at the same moment: the unique index decides,
+    # inside a savepoint, and the loser is told it is taken (never a 500).
+    try:
+        with db.session.begin_nested():
+            user.email = new_address.email
+            user.email_key = new_address.key
+            db.session.flush()
+    except IntegrityError:
+        db.session.refresh(user)
+        return False
     user.email_verified_at = now or utcnow()
     codes.revoke_codes(user, codes.CHANGE_EMAIL, now=now)
     codes.revoke_codes(user, codes.RESET_PASSWORD, now=now)
@@ -199,6 +211,13 @@ def delete_account(user: User) -> None:
     """Remove the account, its codes and its API tokens (newsletter consent is separate)."""
     db.session.execute(delete(OneTimeCode).where(OneTimeCode.user_id == user.id))
     db.session.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
+    # Mail stored for the account (codes, links, notices) goes with it; a message being sent
+    # right now is left to its worker.
+    db.session.execute(
+        delete(OutboxMessage).where(
+            OutboxMessage.recipient_key == user.email_key, OutboxMessage.status != "sending"
+        )
+    )
     db.session.delete(user)
 
 

@@ -19,17 +19,21 @@ import os
 import signal
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
+from ..config import RETENTION_PURGE_INTERVAL
 from ..delivery.delivery_queue import pending_delivery_count
 from ..delivery.outbox import deliver_outbox_batch, pending_outbox_count
+from ..delivery.retention import purge_delivered_mail
 from ..delivery.sending_pool import DigestSendingPool
+from ..delivery.streams import StreamTransports
 from ..extensions import db
-from ..mail.transport import DeliveryError, open_transport
+from ..mail.transport import DeliveryError
 from ..observability.exposition import serve_worker_metrics
 from .leadership import LeaderElection, release_lease, try_acquire_lease
 from .progress import SendProgress
@@ -54,12 +58,30 @@ class WorkSummary:
         return text
 
 
+def purge_stored_mail(app: Flask) -> int:
+    """Empty delivered bodies older than ``MAIL_RETENTION_DAYS`` (see ``delivery.retention``);
+    returns how many. A database error is logged and retried at the next purge."""
+    with app.app_context():
+        try:
+            retention = timedelta(days=float(app.config.get("MAIL_RETENTION_DAYS", 7)))
+            report = purge_delivered_mail(retention)
+            db.session.commit()
+        except SQLAlchemyError:
+            db.session.rollback()
+            log.exception("purging stored mail failed")
+            return 0
+        finally:
+            db.session.remove()
+    return report.bodies
+
+
 class SchedulerRole:
     """Start APScheduler when elected, stop it when deposed, reconcile at each renewal."""
 
     def __init__(self, app: Flask) -> None:
         self.app = app
         self.scheduler: DigestScheduler | None = None
+        self._last_purge = float("-inf")
 
     def elected(self) -> None:
         self.scheduler = DigestScheduler(self.app)
@@ -75,6 +97,11 @@ class SchedulerRole:
     def tick(self) -> None:
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.reconcile()
+            # The leader purges stored mail now and then (issue 11).
+            now = time.monotonic()
+            if now - self._last_purge >= RETENTION_PURGE_INTERVAL.total_seconds():
+                self._last_purge = now
+                purge_stored_mail(self.app)
 
     def stop(self) -> None:
         scheduler, self.scheduler = self.scheduler, None
@@ -162,6 +189,7 @@ class Worker:
                 break
         summary.extra["digest messages sent"] = sent
         summary.extra["digest deliveries failed"] = failed
+        summary.extra["stored bodies purged"] = purge_stored_mail(self.app)
         return summary
 
     def _run_due_jobs(self) -> int:
@@ -194,7 +222,7 @@ class Worker:
     def _outbox_loop(self, summary: WorkSummary, *, until_idle: bool) -> int:
         claimed_total = 0
         with self.app.app_context():
-            transport = open_transport(self.app.config["MAIL_URL"])
+            transport = StreamTransports()
             try:
                 while not self.stopping.is_set():
                     if not until_idle:

@@ -61,6 +61,7 @@ from ..extensions import csrf, db, limiter
 from ..models import User
 from .i18n import request_language, use_language_of
 from .inputs import InputError, explain, is_json_request, read_payload, wants_json
+from .sessions import end_user_sessions, start_session_clock
 
 blueprint = Blueprint("accounts", __name__)
 # Pages check the CSRF token themselves (``before_request`` below) so that the same routes can
@@ -243,7 +244,7 @@ def _truthy(value: object) -> bool:
 
 
 @blueprint.route("/account/register", methods=["GET", "POST"])
-@limiter.limit(account_rate_limit, methods=["POST"])
+@limiter.shared_limit(account_rate_limit, scope="send-code", methods=["POST"])
 def register():
     if request.method == "GET":
         if current_user.is_authenticated:
@@ -276,7 +277,7 @@ def _register_answer():
 
 
 @blueprint.post("/api/v1/account/register")
-@limiter.limit(account_rate_limit)
+@limiter.shared_limit(account_rate_limit, scope="send-code")
 def api_register():
     return _register_answer()
 
@@ -285,7 +286,7 @@ def api_register():
 
 
 @blueprint.route("/account/verify", methods=["GET", "POST"])
-@limiter.limit(account_rate_limit, methods=["POST"])
+@limiter.shared_limit(account_rate_limit, scope="check-code", methods=["POST"])
 def verify():
     if request.method == "GET":
         return _page("verify.html", email=session.get("verify_email", ""), error=None)
@@ -313,7 +314,7 @@ def verify():
 
 
 @blueprint.post("/account/verify/resend")
-@limiter.limit(account_rate_limit)
+@limiter.shared_limit(account_rate_limit, scope="send-code")
 def verify_resend():
     payload = _payload()
     address = _address_or_error(payload.get("email"))
@@ -366,7 +367,7 @@ def login():
         user = find_user(normalise_address(email))
     except InvalidAddress:
         user = None
-    outcome = authenticate(user, payload.get("password"))
+    outcome = authenticate(user, payload.get("password"), client=request.remote_addr)
     db.session.commit()  # failure counts, lock, or a refreshed hash
     if outcome.state == LoginState.FAILED or outcome.user is None:
         message = _(
@@ -387,6 +388,7 @@ def login():
         return redirect(url_for("accounts.verify"), 303)
     _fresh_session()
     login_user(outcome.user)
+    start_session_clock()
     if wants_json():
         return jsonify(status="ok")
     return redirect(next_url or url_for("accounts.account"), 303)
@@ -394,6 +396,9 @@ def login():
 
 @blueprint.post("/account/logout")
 def logout():
+    if current_user.is_authenticated:
+        end_user_sessions(current_user._get_current_object())
+        db.session.commit()
     logout_user()
     _fresh_session()
     if wants_json():
@@ -420,7 +425,7 @@ def _reset_request(payload: dict[str, Any]) -> str | None:
 
 
 @blueprint.route("/account/reset", methods=["GET", "POST"])
-@limiter.limit(account_rate_limit, methods=["POST"])
+@limiter.shared_limit(account_rate_limit, scope="send-code", methods=["POST"])
 def reset_request():
     if request.method == "GET":
         next_url = safe_next(request.args.get("next"))
@@ -444,14 +449,14 @@ def reset_request():
 
 
 @blueprint.post("/api/v1/account/password-reset")
-@limiter.limit(account_rate_limit)
+@limiter.shared_limit(account_rate_limit, scope="send-code")
 def api_password_reset():
     _reset_request(_payload())
     return jsonify(status="pending"), 202
 
 
 @blueprint.post("/account/reset/resend")
-@limiter.limit(account_rate_limit)
+@limiter.shared_limit(account_rate_limit, scope="send-code")
 def reset_resend():
     payload = _payload()
     next_url = _reset_request(payload)
@@ -510,7 +515,7 @@ def _reset_confirm(payload: dict[str, Any]):
 
 
 @blueprint.route("/account/reset/confirm", methods=["GET", "POST"])
-@limiter.limit(account_rate_limit, methods=["POST"])
+@limiter.shared_limit(account_rate_limit, scope="check-code", methods=["POST"])
 def reset_confirm():
     if request.method == "GET":
         next_url = safe_next(request.args.get("next"))
@@ -570,7 +575,7 @@ def _reset_confirm_answer():
 
 
 @blueprint.post("/api/v1/account/password-reset/confirm")
-@limiter.limit(account_rate_limit)
+@limiter.shared_limit(account_rate_limit, scope="check-code")
 def api_password_reset_confirm():
     return _reset_confirm_answer()
 
@@ -602,7 +607,7 @@ def _account_page(status: int = 200, **context: Any):
 
 def _proves_password(user: User, password: object) -> bool:
     """The current password, checked with the same failure count and lock as a login."""
-    outcome = authenticate(user, password)
+    outcome = authenticate(user, password, client=request.remote_addr)
     db.session.commit()
     return outcome.state in (LoginState.OK, LoginState.UNVERIFIED)
 
@@ -639,6 +644,7 @@ def change_password():
     # Other sessions ended with the new version; this one carries on under it.
     _fresh_session()
     login_user(user)
+    start_session_clock()
     if wants_json():
         return jsonify(status="password_changed")
     flash(_("Your password was changed. Your other sessions were logged out."), FLASH)
@@ -647,7 +653,7 @@ def change_password():
 
 @blueprint.post("/account/email")
 @login_required
-@limiter.limit(account_rate_limit)
+@limiter.shared_limit(account_rate_limit, scope="change-email")
 def change_email_request():
     payload = _payload()
     user = _me()
@@ -702,7 +708,7 @@ def _apply_email_change(user: User, new_email: str | None):
 
 @blueprint.post("/account/email/confirm")
 @login_required
-@limiter.limit(account_rate_limit)
+@limiter.shared_limit(account_rate_limit, scope="change-email")
 def change_email_confirm():
     payload = _payload()
     user = _me()

@@ -73,6 +73,7 @@ from ..domain.digests import (
     schedules_query,
     set_schedule_status,
 )
+from ..domain.feed_fetch import FeedFetchError, fetch_feed_url
 from ..domain.releases import (
     RELEASE_FIELDS,
     FeedError,
@@ -82,7 +83,6 @@ from ..domain.releases import (
     import_feed,
     list_releases,
     paginate,
-    read_feed_source,
     update_release,
 )
 from ..domain.subscriptions import InvalidField
@@ -623,7 +623,11 @@ def import_releases():
             # Only web addresses: a path typed here must never read the server's own files.
             if urlsplit(url).scheme not in ("http", "https"):
                 raise FeedError(_("Give an http or https address."))
-            data = read_feed_source(url)
+            try:
+                data = fetch_feed_url(url, allowed_hosts=current_app.config["FEED_ALLOWED_HOSTS"])
+            except FeedFetchError:
+                # One answer for refused, unreachable, slow or too big: no port scanning.
+                raise FeedError(_("This address could not be fetched.")) from None
             source = url
         else:
             raise FeedError(_("Choose a feed file or give its address."))

@@ -20,7 +20,7 @@ def require_json() -> None:
 
 
 @blueprint.post("/subscriptions")
-@limiter.limit(subscribe_rate_limit)
+@limiter.shared_limit(subscribe_rate_limit, scope="subscribe")
 def create_subscription():
     require_json()
     payload = read_payload(allow_form=False)

@@ -26,6 +26,9 @@ def init_app(app: Flask) -> None:
     @app.after_request
     def security_headers(response: Response) -> Response:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        hsts = app.config.get("HSTS_HEADER_VALUE")
+        if hsts and not app.config.get("DEVELOPMENT", True):
+            response.headers.setdefault("Strict-Transport-Security", hsts)
         response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
         frame_ancestors = "'none'"
         if request.endpoint == "public.subscribe_embed":

@@ -3,8 +3,11 @@ password (which bumps the version) ends every other session."""
 
 from __future__ import annotations
 
-from flask import Flask, redirect, request, url_for
+import time
+
+from flask import Flask, current_app, redirect, request, session, url_for
 from flask_babel import gettext as _
+from flask_login import logout_user
 
 from ..extensions import db, login_manager
 from ..models import User
@@ -28,7 +31,53 @@ def unauthorized():
     return redirect(url_for("accounts.login", next=request.full_path.rstrip("?")))
 
 
+# Session keys: when the login happened and when the session was last used (Unix seconds).
+LOGIN_AT = "login_at"
+SEEN_AT = "seen_at"
+
+
+def start_session_clock() -> None:
+    """Call at login: the session's absolute and idle lifetimes start now."""
+    now = int(time.time())
+    session[LOGIN_AT] = now
+    session[SEEN_AT] = now
+    session.permanent = True  # the cookie expires with the absolute lifetime
+
+
+def end_user_sessions(user: User) -> None:
+    """Logout ends the session on the server: every cookie naming the old version is dead
+    (the session version is also what a password change bumps). The caller commits."""
+    user.session_version = (user.session_version or 1) + 1
+
+
+def enforce_session_lifetimes() -> None:
+    """Log out a session past its idle or absolute lifetime.
+
+    A session signed before the clocks existed gets them at its first request (logout and
+    password changes end such sessions through the version anyway).
+    """
+    if not session.get("_user_id"):
+        return
+    now = int(time.time())
+    login_at, seen_at = session.get(LOGIN_AT), session.get(SEEN_AT)
+    if not isinstance(login_at, int) or not isinstance(seen_at, int):
+        start_session_clock()
+        return
+    config = current_app.config
+    if (
+        now - login_at > config["SESSION_ABSOLUTE_SECONDS"]
+        or now - seen_at > config["SESSION_IDLE_SECONDS"]
+    ):
+        logout_user()
+        session.pop(LOGIN_AT, None)
+        session.pop(SEEN_AT, None)
+        return
+    if now != seen_at:
+        session[SEEN_AT] = now
+
+
 def init_login(app: Flask) -> None:
+    app.before_request(enforce_session_lifetimes)
     login_manager.init_app(app)
     login_manager.user_loader(load_user)
     login_manager.login_view = "accounts.login"
