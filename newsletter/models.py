@@ -197,6 +197,11 @@ class Release(db.Model):
     source_guid: Mapped[str | None] = mapped_column(String(2000), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    # Public archive (issue 13): the release this one translates; translations of one original
+    # all point at it, so the original and its translations form one group.
+    translation_of_id: Mapped[int | None] = mapped_column(
+        ForeignKey("releases.id", ondelete="SET NULL"), index=True
+    )
 
     __table_args__ = (Index("ix_releases_language_published_at", "language", "published_at"),)
 

@@ -52,11 +52,17 @@ from ..domain.digests import (
     finish_digest,
     releases_for_digest,
 )
-from ..domain.subscriptions import unsubscribe_token
+from ..domain.subscriptions import preferences_token_for, unsubscribe_token
 from ..extensions import db
 from ..mail.bulk import open_bulk_transport
 from ..mail.message import envelope_sender
-from ..mail.prepared import UNSUBSCRIBE_MARKER, PreparedMessage, Recipient, build_template
+from ..mail.prepared import (
+    LINK_MARKER,
+    UNSUBSCRIBE_MARKER,
+    PreparedMessage,
+    Recipient,
+    build_template,
+)
 from ..mail.render import render_email
 from ..mail.transport import DeliveryError, Transport
 from ..models import (
@@ -69,7 +75,7 @@ from ..models import (
     SubscriberStatus,
     utcnow,
 )
-from .links import public_url_for, token_url
+from .links import digest_page_url, public_url_for, release_page_url, token_url
 from .outbox import queue_message
 from .signing import app_signer
 from .subscriptions import newsletter_headers
@@ -95,13 +101,20 @@ def release_context(release: Release) -> dict[str, object]:
         "image_url": release.image_url,
         "video_url": release.video_url,
         "published_at": release.published_at,
+        # Every item links to a page where it can be read (issue 13): its public page.
+        "page_url": release_page_url(release.id, release.language, release.title),
     }
 
 
 def render_digest_template(
-    language: str, subject: str, releases: list[Release], when: datetime
+    language: str,
+    subject: str,
+    releases: list[Release],
+    when: datetime,
+    digest_id: int | None = None,
 ) -> bytes:
-    """The digest serialised once, with slots for what differs per recipient."""
+    """The digest serialised once, with slots for what differs per recipient (the unsubscribe
+    and preferences links); ``digest_id`` gives the "view in your browser" link."""
     rendered = render_email(
         "digest",
         language,
@@ -109,6 +122,8 @@ def render_digest_template(
         digest_date=when,
         releases=[release_context(release) for release in releases],
         unsubscribe_url=UNSUBSCRIBE_MARKER,
+        preferences_url=LINK_MARKER,
+        web_url=digest_page_url(digest_id, language) if digest_id else "",
     )
     headers, _url, _token = newsletter_headers(0, "")
     mailto = headers["List-Unsubscribe"].split(",", 1)[1].strip(" <>")
@@ -129,6 +144,11 @@ class UnsubscribeLinks:
     def url(self, subscriber_id: int, email_key: str) -> str:
         return token_url(
             "public.unsubscribe", unsubscribe_token(self.signer, subscriber_id, email_key)
+        )
+
+    def preferences_url(self, subscriber_id: int, email_key: str) -> str:
+        return token_url(
+            "public.preferences", preferences_token_for(self.signer, subscriber_id, email_key)
         )
 
 
@@ -189,7 +209,7 @@ def run_digest(digest_id: int, now: datetime | None = None) -> RunOutcome:
             log.info("digest %s skipped: no new releases in %s", digest_id, digest.language)
             return RunOutcome(digest_id, "skipped")
         digest.rendered_message = render_digest_template(
-            digest.language, digest.subject or "", releases, now
+            digest.language, digest.subject or "", releases, now, digest_id
         )
         db.session.flush()
         digest.recipients = fan_out(digest_id, digest.language, now)
@@ -622,6 +642,7 @@ def send_batch(
                 address=delivery.email,
                 name=delivery.name,
                 unsubscribe_url=links.url(delivery.subscriber_id, delivery.email_key),
+                link_url=links.preferences_url(delivery.subscriber_id, delivery.email_key),
                 message_id=message_id(delivery.digest_id, delivery.subscriber_id, prepared),
             )
         )
@@ -813,13 +834,17 @@ def preview_message(digest: Digest, now: datetime | None = None) -> EmailMessage
             digest.language, now, first_window_days=current_app.config["DIGEST_FIRST_WINDOW_DAYS"]
         )
         subject = digest.subject or default_subject(digest.language, releases, now)
-        template = render_digest_template(digest.language, subject, releases, now)
+        template = render_digest_template(digest.language, subject, releases, now, digest.id)
     prepared = PreparedMessage(bytes(template))
     data = prepared.personalise(
         Recipient(
             address="subscriber@example.org",
             unsubscribe_url=public_url_for(
                 "public.unsubscribe",
+                token="preview",  # noqa: S106 - a dummy link, not a secret
+            ),
+            link_url=public_url_for(
+                "public.preferences",
                 token="preview",  # noqa: S106 - a dummy link, not a secret
             ),
             message_id=message_id(digest.id or 0, 0, prepared),

@@ -6,13 +6,14 @@ from flask import Flask
 
 
 def register_web(app: Flask) -> None:
-    from . import accounts, admin, api, api_staff, errors, health, public, security
+    from . import accounts, admin, api, api_staff, archive, errors, health, public, security
 
     errors.init_app(app)
     security.init_app(app)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(public.blueprint)
     app.register_blueprint(api.blueprint)
+    app.register_blueprint(archive.blueprint)
     accounts.init_app(app)
     admin.init_app(app)
     api_staff.init_app(app)
