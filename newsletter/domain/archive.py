@@ -26,6 +26,8 @@ from .releases import Page, paginate, sanitise_body
 
 # Digests whose web version is public: they reached (or are reaching) their readers.
 PUBLIC_DIGEST_STATUSES = (DigestStatus.SENDING, DigestStatus.SENT)
+# Ids are BIGINT: a larger number in a URL names no row (and would overflow the driver).
+MAX_ROW_ID = 2**63 - 1
 # PostgreSQL text-search configuration per language.
 SEARCH_CONFIGURATIONS = {"fr": "french", "en": "english"}
 
@@ -87,8 +89,12 @@ def _matching(query: Select[tuple[Release]], language: str, text: str) -> Select
             or_(
                 *(
                     column.like(pattern, escape="\\")
-                    for column in (Release.title, Release.dateline, Release.summary,
-                                   Release.body_html)
+                    for column in (
+                        Release.title,
+                        Release.dateline,
+                        Release.summary,
+                        Release.body_html,
+                    )
                 )
             )
         )
@@ -129,6 +135,8 @@ def archive_years(language: str, now: datetime | None = None) -> list[int]:
 
 
 def public_release(release_id: int, now: datetime | None = None) -> Release | None:
+    if not 0 < release_id <= MAX_ROW_ID:
+        return None  # no such row, and the database would refuse the number
     release = db.session.get(Release, release_id)
     if release is None or release.published_at > (now or utcnow()):
         return None
@@ -196,6 +204,8 @@ def _public_digests(language: str | None = None) -> Select[tuple[Digest]]:
 
 
 def public_digest(digest_id: int) -> Digest | None:
+    if not 0 < digest_id <= MAX_ROW_ID:
+        return None
     digest = db.session.get(Digest, digest_id)
     if digest is None or digest.status not in PUBLIC_DIGEST_STATUSES or not digest.started_at:
         return None
@@ -218,7 +228,8 @@ def digest_releases(digest: Digest) -> list[Release]:
 def last_change(items: list[Release] | list[Digest]) -> datetime | None:
     """When the newest of ``items`` last changed (for ``Last-Modified``)."""
     stamps = [
-        getattr(item, "updated_at", None) or getattr(item, "finished_at", None)
+        getattr(item, "updated_at", None)
+        or getattr(item, "finished_at", None)
         or getattr(item, "started_at", None)
         for item in items
     ]

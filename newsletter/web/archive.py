@@ -322,9 +322,8 @@ def digest_feed(language: str):
                 "content": render_template(
                     "archive/_digest_items.html",
                     releases=[
-                        release_view(release) | {"url": release_page_url(
-                            release.id, release.language, release.title
-                        )}
+                        release_view(release)
+                        | {"url": release_page_url(release.id, release.language, release.title)}
                         for release in items
                     ],
                 ),
@@ -377,8 +376,9 @@ def sitemap():
         pages.append(
             {"url": digest_page_url(digest.id, digest.language), "modified": digest.finished_at}
         )
-    return conditional(render_template("archive/sitemap.xml", pages=pages), "application/xml",
-                       modified)
+    return conditional(
+        render_template("archive/sitemap.xml", pages=pages), "application/xml", modified
+    )
 
 
 @blueprint.get("/robots.txt")
