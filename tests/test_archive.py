@@ -424,3 +424,21 @@ def test_a_release_can_name_the_release_it_translates(app):
         with pytest.raises(InvalidInput):
             create_release({"title": "x", "language": "en", "translation_of": "1; DROP"})
         db.session.rollback()
+
+
+def test_a_logged_in_visitor_gets_the_shared_page_and_keeps_their_session(app, client):
+    from tests.support.accounts import STRONG_PASSWORD, login, make_user
+
+    urls = public_urls(app)
+    make_user(app, "staff@example.org", staff=True, language="en")
+    assert login(client, "staff@example.org", STRONG_PASSWORD).status_code in (302, 303)
+    session_before = client.get_cookie("session").value
+    anonymous = app.test_client().get(urls[2]).get_data()
+    for url in urls:
+        response = client.get(url)
+        assert response.status_code == 200, url
+        assert "Set-Cookie" not in response.headers, url
+    # Byte for byte what an anonymous visitor gets: nothing of the account on a shared page.
+    assert client.get(urls[2]).get_data() == anonymous
+    assert client.get_cookie("session").value == session_before
+    assert client.get("/account").status_code == 200  # still logged in

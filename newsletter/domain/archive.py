@@ -21,7 +21,7 @@ from sqlalchemy.dialects.postgresql import REGCONFIG
 
 from ..config import ARCHIVE_SEARCH_MAX_LENGTH, SLUG_MAX_LENGTH
 from ..extensions import db
-from ..models import Digest, DigestStatus, Release, utcnow
+from ..models import RELEASE_SEARCH_EXPRESSION, Digest, DigestStatus, Release, utcnow
 from .releases import Page, paginate, sanitise_body
 
 # Digests whose web version is public: they reached (or are reaching) their readers.
@@ -49,14 +49,8 @@ def _public_releases(language: str, now: datetime) -> Select[tuple[Release]]:
     )
 
 
-# The indexed expression: migration 0006 builds its GIN index over exactly this text, and
-# PostgreSQL uses an expression index only for an identical expression (constants inline).
-SEARCH_EXPRESSION = (
-    "to_tsvector(CASE WHEN language = 'fr' THEN 'french'::regconfig "
-    "ELSE 'english'::regconfig END, "
-    "coalesce(title, '') || ' ' || coalesce(dateline, '') || ' ' || coalesce(summary, '') "
-    "|| ' ' || coalesce(body_html, ''))"
-)
+# The indexed expression (``models.RELEASE_SEARCH_EXPRESSION``), named for tests and EXPLAIN.
+SEARCH_EXPRESSION = RELEASE_SEARCH_EXPRESSION
 
 
 def search_vector() -> ColumnElement:
