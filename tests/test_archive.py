@@ -442,3 +442,38 @@ def test_a_logged_in_visitor_gets_the_shared_page_and_keeps_their_session(app, c
     assert client.get(urls[2]).get_data() == anonymous
     assert client.get_cookie("session").value == session_before
     assert client.get("/account").status_code == 200  # still logged in
+
+
+def test_staff_link_a_translation_through_the_api_and_both_pages_show_it(app, client):
+    from tests.support.digests import staff_token
+
+    with app.app_context():
+        token = staff_token()
+    auth = {"Authorization": f"Bearer {token}"}
+    french = client.post(
+        "/api/v1/releases",
+        json={"title": "Budget annuel", "language": "fr", "summary": "Le budget."},
+        headers=auth,
+    )
+    assert french.status_code == 201
+    english = client.post(
+        "/api/v1/releases",
+        json={
+            "title": "Annual budget",
+            "language": "en",
+            "summary": "The budget.",
+            "translation_of": french.json["id"],
+        },
+        headers=auth,
+    )
+    assert english.status_code == 201 and english.json["translation_of"] == french.json["id"]
+    bad = client.post(
+        "/api/v1/releases",
+        json={"title": "x", "language": "en", "translation_of": "abc"},
+        headers=auth,
+    )
+    assert bad.status_code in (400, 422) and "translation_of" in bad.json["error"]["fields"]
+    fr_path = f"/fr/communiques/{french.json['id']}-budget-annuel"
+    en_path = f"/en/releases/{english.json['id']}-annual-budget"
+    assert f'href="{en_path}" hreflang="en"' in client.get(fr_path).get_data(as_text=True)
+    assert f'href="{fr_path}" hreflang="fr"' in client.get(en_path).get_data(as_text=True)
