@@ -104,6 +104,11 @@ def test_release_page_is_a_press_release_in_its_language(app, client):
     # The form records the page's own address, not one visitor's referrer (the page is shared).
     assert f'name="page" value="https://news.example.org{french_url}"' in page
 
+    # Pictures in a body may come from the press office's https host; nothing else loosens.
+    policy = response.headers["Content-Security-Policy"]
+    assert "img-src 'self' data: https:;" in policy and "script-src" not in policy
+    assert "frame-ancestors 'none'" in policy and "default-src 'self'" in policy
+
     english_page = client.get(english_url).get_data(as_text=True)
     assert '<html lang="en">' in english_page
     assert "Rome, January 14, 2026" in english_page

@@ -43,6 +43,10 @@ from ..models import Digest, Release
 
 blueprint = Blueprint("archive", __name__)
 
+ARCHIVE_CSP = (
+    "default-src 'self'; img-src 'self' data: https:; style-src 'self' 'unsafe-inline'; "
+    "frame-ancestors 'none'; form-action 'self'"
+)
 LANGUAGE_NAMES = {"fr": "Français", "en": "English"}
 OG_LOCALES = {"fr": "fr_FR", "en": "en_GB"}
 # Paths that hold a personal token, or need an account: never indexed.
@@ -102,6 +106,9 @@ def _public_cache(response: Response) -> Response:
     else:
         response.cache_control.no_store = True
     response.vary.add("Accept-Encoding")
+    # Release bodies may show pictures hosted by the press office (https only); the rest of
+    # the site's policy holds (no scripts, no framing, forms only to this site).
+    response.headers.setdefault("Content-Security-Policy", ARCHIVE_CSP)
     return response
 
 
