@@ -339,6 +339,7 @@ def test_every_link_in_a_digest_answers_and_the_web_version_is_impersonal(
     # Another language's digest list does not show it; its URL redirects to its language.
     assert f"/fr/lettres/{digest_id}" not in client.get("/en/digests/").get_data(as_text=True)
     assert client.get(f"/en/digests/{digest_id}").status_code == 301
+    assert f"<loc>{web_version}</loc>" in client.get("/sitemap.xml").get_data(as_text=True)
 
 
 def test_digests_not_yet_sent_are_not_public(app, client):

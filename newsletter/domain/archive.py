@@ -18,6 +18,7 @@ from datetime import datetime
 
 from sqlalchemy import ColumnElement, Select, String, cast, func, literal_column, or_, select
 from sqlalchemy.dialects.postgresql import REGCONFIG
+from sqlalchemy.orm import defer
 
 from ..config import ARCHIVE_SEARCH_MAX_LENGTH, SLUG_MAX_LENGTH
 from ..extensions import db
@@ -189,8 +190,11 @@ def digest_date(digest: Digest) -> datetime:
 
 
 def _public_digests(language: str | None = None) -> Select[tuple[Digest]]:
-    query = select(Digest).where(
-        Digest.status.in_(PUBLIC_DIGEST_STATUSES), Digest.started_at.is_not(None)
+    query = (
+        select(Digest)
+        .where(Digest.status.in_(PUBLIC_DIGEST_STATUSES), Digest.started_at.is_not(None))
+        # The rendered message (tens of KB each) is for sending, never for these pages.
+        .options(defer(Digest.rendered_message))
     )
     if language:
         query = query.where(Digest.language == language)
@@ -204,6 +208,16 @@ def public_digest(digest_id: int) -> Digest | None:
     if digest is None or digest.status not in PUBLIC_DIGEST_STATUSES or not digest.started_at:
         return None
     return digest
+
+
+def all_public_digests() -> list[tuple[int, str, datetime | None]]:
+    """``(id, language, finished_at)`` of every public digest, for the sitemap."""
+    rows = db.session.execute(
+        select(Digest.id, Digest.language, Digest.finished_at)
+        .where(Digest.status.in_(PUBLIC_DIGEST_STATUSES), Digest.started_at.is_not(None))
+        .order_by(Digest.id)
+    )
+    return [tuple(row) for row in rows]  # type: ignore[misc]
 
 
 def digests_page(language: str, *, page: int, per_page: int) -> Page[Digest]:

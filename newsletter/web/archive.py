@@ -379,10 +379,8 @@ def sitemap():
     modified = max((row[3] for row in rows), default=None)
     for release_id, language, title, updated in rows:
         pages.append({"url": release_page_url(release_id, language, title), "modified": updated})
-    for digest in archive.latest_digests(None, 50_000):
-        pages.append(
-            {"url": digest_page_url(digest.id, digest.language), "modified": digest.finished_at}
-        )
+    for digest_id, language, finished_at in archive.all_public_digests():
+        pages.append({"url": digest_page_url(digest_id, language), "modified": finished_at})
     return conditional(
         render_template("archive/sitemap.xml", pages=pages), "application/xml", modified
     )
