@@ -1,7 +1,7 @@
 """public archive: translation links between releases, full-text search index
 
 Revision ID: 0006
-Revises: 0001
+Revises: 0003
 Create Date: 2026-12-01 20:40:00
 
 The search index is PostgreSQL only: a GIN index over the same expression the archive query
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0006'
-down_revision = '0001'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 
