@@ -14,9 +14,9 @@ import pytest
 from newsletter.delivery.digests import run_digest
 from newsletter.domain.digests import create_digest
 from newsletter.extensions import db
-from newsletter.models import utcnow
+from newsletter.models import Digest, DigestStatus, utcnow
 from tests.support.browser import CONTRAST_SCRIPT, OVERFLOW_SCRIPT, UNLABELLED_SCRIPT
-from tests.support.digests import add_release, add_subscribers
+from tests.support.digests import add_release, add_subscribers, wait_until
 
 WORDS = {
     "fr": {
@@ -192,3 +192,11 @@ def test_a_digest_from_the_smtp_server_links_to_release_pages_and_its_web_versio
         assert urlsplit(reader.url).path == urlsplit(release_pages[0]).path
         check_page_is_accessible(reader, language)
         visit.screenshot(reader, f"digest-release-page-{language}-{width}")
+
+    # Leave the worker idle (the digest recorded sent) before the next test stops it.
+    wait_until(lambda: digest_status(app, digest_id) == DigestStatus.SENT, timeout=30)
+
+
+def digest_status(app, digest_id: int) -> str:
+    with app.app_context():
+        return db.session.get(Digest, digest_id).status
