@@ -38,7 +38,11 @@ def _language_figures(language: str, seconds: float) -> list[Figure]:
     from newsletter.mail.render import _environment
     from newsletter.models import Release, utcnow
 
-    releases = [Release(**row) for row in release_rows(language, RELEASES)]
+    # Ids as stored rows have them: each item links to its release page.
+    releases = [
+        Release(id=index, **row)
+        for index, row in enumerate(release_rows(language, RELEASES), start=1)
+    ]
     now = utcnow()
     subject = default_subject(language, releases, now)
 
@@ -53,6 +57,8 @@ def _language_figures(language: str, seconds: float) -> list[Figure]:
             "digest_date": now,
             "releases": [release_context(release) for release in releases],
             "unsubscribe_url": "https://news.example.org/unsubscribe/x",
+            "preferences_url": "https://news.example.org/preferences/x",
+            "web_url": "https://news.example.org/fr/lettres/1",
         }
         environment.get_template("digest.txt").render(**context)
         environment.get_template("digest.html").render(subject=subject, **context)

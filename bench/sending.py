@@ -122,6 +122,8 @@ def naive_message(subscriber: tuple, releases: list, subject: str) -> bytes:
     """What a Flask user writes per recipient: render both templates, build, serialise."""
     from flask import current_app
 
+    from newsletter.delivery.digests import release_context
+    from newsletter.delivery.links import digest_page_url
     from newsletter.delivery.subscriptions import newsletter_headers
     from newsletter.mail.message import build_message, message_bytes, recipient_header
     from newsletter.mail.render import render_email
@@ -134,19 +136,11 @@ def naive_message(subscriber: tuple, releases: list, subject: str) -> bytes:
         LANGUAGE,
         digest_subject=subject,
         digest_date=utcnow(),
-        releases=[
-            {
-                "title": r.title,
-                "dateline": r.dateline,
-                "summary": r.summary,
-                "url": r.url,
-                "image_url": r.image_url,
-                "video_url": r.video_url,
-                "published_at": r.published_at,
-            }
-            for r in releases
-        ],
+        releases=[release_context(r) for r in releases],
         unsubscribe_url=unsubscribe_url,
+        # What a Flask user would add per recipient too: the preferences link, the web version.
+        preferences_url=unsubscribe_url.replace("/unsubscribe/", "/preferences/"),
+        web_url=digest_page_url(1, LANGUAGE),
     )
     message = build_message(
         rendered,

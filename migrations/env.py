@@ -94,6 +94,16 @@ def run_migrations_online():
     if conf_args.get("process_revision_directives") is None:
         conf_args["process_revision_directives"] = process_revision_directives
 
+    # Expression indexes created by hand in a migration (Alembic reflects their text in a
+    # normalised form and cannot compare them): that migration owns them.
+    from newsletter.models import UNMANAGED_INDEXES
+
+    def include_object(obj, name, type_, reflected, compare_to):
+        return not (type_ == "index" and name in UNMANAGED_INDEXES)
+
+    if conf_args.get("include_object") is None:
+        conf_args["include_object"] = include_object
+
     connectable = get_engine()
 
     with connectable.connect() as connection:

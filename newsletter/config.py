@@ -119,6 +119,25 @@ DELIVERY_OUTAGE_PAUSE_SECONDS = 15
 SCHEDULER_LEASE_NAME = "digest-scheduler"
 
 
+# Public archive (issue 13).
+# Releases per archive page: a screenful on a desktop, short enough to scroll on a phone.
+ARCHIVE_PAGE_SIZE = 20
+# Entries in an Atom feed: readers poll it, so it carries only the newest; older ones stay on
+# the archive pages.
+FEED_ENTRIES = 50
+# Public pages and feeds may be kept this long by browsers and a CDN in front: new releases
+# show within five minutes, and conditional requests (ETag/Last-Modified) make refreshes cheap.
+PUBLIC_CACHE_SECONDS = 300
+# A search query is a few words; longer input is cut, not refused.
+ARCHIVE_SEARCH_MAX_LENGTH = 200
+# Slugs in release URLs: readable, but a URL stays short enough to share.
+SLUG_MAX_LENGTH = 80
+# URL sections of the archive per language: /fr/communiques/..., /en/releases/...
+ARCHIVE_SECTIONS = {
+    "fr": {"releases": "communiques", "digests": "lettres"},
+    "en": {"releases": "releases", "digests": "digests"},
+}
+
 # Accounts (issue 3). "site" is the site's published rule; "nist" follows NIST SP 800-63B rev. 4
 # (length only, no composition rules). Both refuse common passwords and the address's local part.
 PASSWORD_POLICIES = ("site", "nist")

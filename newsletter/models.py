@@ -178,6 +178,20 @@ class ApiToken(db.Model):
     user: Mapped[User] = relationship()
 
 
+# The text a release is searched by, as a tsvector in its language's configuration. The archive
+# query and the GIN index of migration 0006 must use this exact expression, or PostgreSQL will
+# not use the index. The index lives in the migration only (PostgreSQL only, and Alembic cannot
+# compare expression indexes): ``UNMANAGED_INDEXES`` keeps ``flask db check`` from flagging it.
+RELEASE_SEARCH_EXPRESSION = (
+    "to_tsvector(CASE WHEN language = 'fr' THEN 'french'::regconfig "
+    "ELSE 'english'::regconfig END, "
+    "coalesce(title, '') || ' ' || coalesce(dateline, '') || ' ' || coalesce(summary, '') "
+    "|| ' ' || coalesce(body_html, ''))"
+)
+
+UNMANAGED_INDEXES = frozenset({"ix_releases_search"})
+
+
 class Release(db.Model):
     """An official news release."""
 
@@ -197,6 +211,11 @@ class Release(db.Model):
     source_guid: Mapped[str | None] = mapped_column(String(2000), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    # Public archive (issue 13): the release this one translates; translations of one original
+    # all point at it, so the original and its translations form one group.
+    translation_of_id: Mapped[int | None] = mapped_column(
+        ForeignKey("releases.id", ondelete="SET NULL"), index=True
+    )
 
     __table_args__ = (Index("ix_releases_language_published_at", "language", "published_at"),)
 

@@ -25,8 +25,9 @@ def test_sending_benchmark_delivers_every_message_and_reports_rates():
     assert run.ceiling is not None and run.ceiling.messages == 200
     for result in (run.service, run.raw, run.naive, run.ceiling):
         assert result.rate > 0
-        # A realistic digest: 10 releases, about 15 KB a message.
-        assert 12_000 < result.message_bytes < 20_000
+        # A realistic digest: 10 releases, about 15 KB a message (a little more since each
+        # item links to its release page and the digest to its web version, issue 13).
+        assert 12_000 < result.message_bytes < 24_000
 
 
 def test_table_shows_value_baseline_and_ratio():

@@ -59,18 +59,25 @@ def seed_samples() -> None:
         click.echo("releases already present; nothing loaded")
         return
     now = utcnow()
+    added = []
     for index, (language, dateline, title, summary, body) in enumerate(SAMPLE_RELEASES):
-        db.session.add(
-            Release(
-                language=language,
-                dateline=dateline,
-                title=title,
-                summary=summary,
-                body_html=body,
-                url=None,
-                published_at=now - timedelta(hours=index + 1),
-            )
+        release = Release(
+            language=language,
+            dateline=dateline,
+            title=title,
+            summary=summary,
+            body_html=body,
+            url=None,
+            published_at=now - timedelta(hours=index + 1),
         )
+        db.session.add(release)
+        added.append(release)
+    db.session.flush()
+    # The English samples translate the French ones, in the same order (archive pages link them).
+    french = [release for release in added if release.language == "fr"]
+    english = [release for release in added if release.language == "en"]
+    for original, translation in zip(french, english, strict=False):
+        translation.translation_of_id = original.id
     db.session.commit()
     click.echo(f"loaded {len(SAMPLE_RELEASES)} sample releases")
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from ..domain.subscriptions import unsubscribe_token
-from ..mail.prepared import UNSUBSCRIBE_MARKER, PreparedMessage, build_template
+from ..domain.subscriptions import preferences_token_for, unsubscribe_token
+from ..mail.prepared import LINK_MARKER, UNSUBSCRIBE_MARKER, PreparedMessage, build_template
 from ..mail.render import render_email
 from ..models import (
     Release,
 )
-from .links import token_url
+from .links import digest_page_url, release_page_url, token_url
 from .signing import app_signer
 from .streams import STREAM_NEWSLETTER, feedback_id, stream_mail_from
 from .subscriptions import newsletter_headers
@@ -29,6 +29,8 @@ def release_context(release: Release) -> dict[str, object]:
         "image_url": release.image_url,
         "video_url": release.video_url,
         "published_at": release.published_at,
+        # Every item links to a page where it can be read (issue 13): its public page.
+        "page_url": release_page_url(release.id, release.language, release.title),
     }
 
 
@@ -39,7 +41,8 @@ def render_digest_template(
     when: datetime,
     digest_id: int | None = None,
 ) -> bytes:
-    """The digest serialised once, with slots for what differs per recipient. Its
+    """The digest serialised once, with slots for what differs per recipient (the unsubscribe
+    and preferences links); ``digest_id`` gives the "view in your browser" link. Its
     ``Feedback-ID`` names the digest, so complaint reports can be read per digest."""
     rendered = render_email(
         "digest",
@@ -48,6 +51,8 @@ def render_digest_template(
         digest_date=when,
         releases=[release_context(release) for release in releases],
         unsubscribe_url=UNSUBSCRIBE_MARKER,
+        preferences_url=LINK_MARKER,
+        web_url=digest_page_url(digest_id, language) if digest_id else "",
     )
     headers, _url, _token = newsletter_headers(0, "")
     mailto = headers["List-Unsubscribe"].split(",", 1)[1].strip(" <>")
@@ -71,6 +76,11 @@ class UnsubscribeLinks:
     def url(self, subscriber_id: int, email_key: str) -> str:
         return token_url(
             "public.unsubscribe", unsubscribe_token(self.signer, subscriber_id, email_key)
+        )
+
+    def preferences_url(self, subscriber_id: int, email_key: str) -> str:
+        return token_url(
+            "public.preferences", preferences_token_for(self.signer, subscriber_id, email_key)
         )
 
 

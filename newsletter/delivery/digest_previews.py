@@ -44,6 +44,10 @@ def preview_message(digest: Digest, now: datetime | None = None) -> EmailMessage
                 "public.unsubscribe",
                 token="preview",  # noqa: S106 - a dummy link, not a secret
             ),
+            link_url=public_url_for(
+                "public.preferences",
+                token="preview",  # noqa: S106 - a dummy link, not a secret
+            ),
             message_id=message_id(digest.id or 0, 0, prepared),
         )
     )

@@ -33,3 +33,17 @@ def token_url(endpoint: str, token: str) -> str:
         prefix, _, suffix = url.partition(_TOKEN_PLACEHOLDER)
         pattern = patterns[endpoint] = (prefix, suffix)
     return pattern[0] + token + pattern[1]
+
+
+def release_page_url(release_id: int, language: str, title: str) -> str:
+    """The public page of a release, as linked from digests, feeds and the sitemap."""
+    from ..domain.archive import slugify
+
+    return public_url_for(
+        "archive.release", language=language, release_id=release_id, slug=slugify(title)
+    )
+
+
+def digest_page_url(digest_id: int, language: str) -> str:
+    """The web version of a digest ("view in your browser"): the same for every recipient."""
+    return public_url_for("archive.digest", language=language, digest_id=digest_id)

@@ -123,6 +123,7 @@ def send_batch(
                 address=delivery.email,
                 name=delivery.name,
                 unsubscribe_url=links.url(delivery.subscriber_id, delivery.email_key),
+                link_url=links.preferences_url(delivery.subscriber_id, delivery.email_key),
                 message_id=message_id(delivery.digest_id, delivery.subscriber_id, prepared),
             )
         )

@@ -18,11 +18,11 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
-from babel.dates import format_date
 from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..config import DIGEST_MAX_RELEASES, LANGUAGES
+from ..dates import format_date
 from ..extensions import db
 from ..models import (
     Delivery,
@@ -171,7 +171,7 @@ def releases_for_digest(
 
 def default_subject(language: str, releases: list[Release], when: datetime) -> str:
     """The date in the digest's language, then the top headline."""
-    date = format_date(when, format="long", locale=language)
+    date = format_date(when, language)
     if not releases:
         return date
     subject = f"{date} — {releases[0].title}"

@@ -191,7 +191,7 @@ def _language(data: Mapping[str, Any], errors: dict[str, str], *, required: bool
 
 RELEASE_FIELDS = (
     "title", "dateline", "summary", "body", "url", "image_url", "video_url", "language",
-    "published_at",
+    "published_at", "translation_of",
 )  # fmt: skip
 
 
@@ -235,9 +235,26 @@ def clean_release(data: Mapping[str, Any], *, partial: bool = False) -> dict[str
                 values["published_at"] = parse_datetime(raw)
             except (ValueError, TypeError):
                 errors["published_at"] = "Must be an ISO 8601 date-time, e.g. 2025-03-01T09:00Z."
+    if "translation_of" in data:
+        values["translation_of_id"] = _translation_of(data.get("translation_of"), errors)
     if errors:
         raise InvalidInput(errors)
     return values
+
+
+def _translation_of(value: object, errors: dict[str, str]) -> int | None:
+    """The id of the release this one translates (issue 13); null unlinks it."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        errors["translation_of"] = "Must be the id of another release."
+        return None
+    original = db.session.get(Release, value)
+    if original is None:
+        errors["translation_of"] = "No release has this id."
+        return None
+    # Point at the group's original, so a group never becomes a chain.
+    return original.translation_of_id or original.id
 
 
 def create_release(data: Mapping[str, Any]) -> Release:
@@ -284,6 +301,7 @@ def release_as_dict(release: Release) -> dict[str, Any]:
         "language": release.language,
         "published_at": iso(release.published_at),
         "source_guid": release.source_guid,
+        "translation_of": release.translation_of_id,
         "created_at": iso(release.created_at),
         "updated_at": iso(release.updated_at),
     }

@@ -215,6 +215,11 @@ def preferences_token(signer: TokenSigner, subscriber: Subscriber) -> str:
     return _subscriber_token(signer, MANAGE_PREFERENCES, subscriber.id, subscriber.email_key)
 
 
+def preferences_token_for(signer: TokenSigner, subscriber_id: int, email_key: str) -> str:
+    """``preferences_token`` from the two values a sending batch holds (no row loaded)."""
+    return _subscriber_token(signer, MANAGE_PREFERENCES, subscriber_id, email_key)
+
+
 class LinkState(enum.StrEnum):
     OK = "ok"
     ALREADY_DONE = "already_done"

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from babel.dates import format_date as babel_format_date
 from babel.dates import format_datetime as babel_format_datetime
+
+from ..dates import format_date as _format_date
 
 
 def format_date(value: datetime, language: str, fmt: str = "long") -> str:
-    return babel_format_date(value, format=fmt, locale=language)
+    """The date in ``language``; French writes the first of the month "1er"."""
+    return _format_date(value, language, fmt)
 
 
 def format_datetime(value: datetime, language: str, fmt: str = "medium") -> str:

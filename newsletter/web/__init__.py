@@ -11,6 +11,7 @@ def register_web(app: Flask) -> None:
         admin,
         api,
         api_staff,
+        archive,
         errors,
         health,
         metrics,
@@ -26,6 +27,7 @@ def register_web(app: Flask) -> None:
     app.register_blueprint(metrics.blueprint)
     app.register_blueprint(public.blueprint)
     app.register_blueprint(api.blueprint)
+    app.register_blueprint(archive.blueprint)
     accounts.init_app(app)
     admin.init_app(app)
     api_staff.init_app(app)

@@ -12,6 +12,10 @@ from ..extensions import babel
 
 
 def select_language() -> str:
+    # Public archive pages carry their language in the URL (/fr/..., /en/...). It wins, and
+    # the session is not read or written, so those pages set no cookie and cache for everyone.
+    if g.get("url_language") in LANGUAGES:
+        return g.url_language
     chosen = request.args.get("lang")
     if chosen in LANGUAGES:
         session["lang"] = chosen

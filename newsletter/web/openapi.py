@@ -136,6 +136,12 @@ SCHEMAS: dict[str, Any] = {
                 "format": "date-time",
                 "description": "ISO 8601; absent means now.",
             },
+            "translation_of": {
+                "type": "integer",
+                "nullable": True,
+                "description": "Id of the release this one translates (its public page links "
+                "to it, with hreflang alternates).",
+            },
         },
     },
     "Release": {
@@ -152,6 +158,7 @@ SCHEMAS: dict[str, Any] = {
             "language": {"type": "string"},
             "published_at": {"type": "string", "format": "date-time"},
             "source_guid": {"type": "string", "nullable": True},
+            "translation_of": {"type": "integer", "nullable": True},
             "created_at": {"type": "string", "format": "date-time"},
             "updated_at": {"type": "string", "format": "date-time"},
         },
