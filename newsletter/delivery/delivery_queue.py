@@ -282,8 +282,18 @@ def retry_delay(attempts: int, base_seconds: int) -> timedelta:
     return min(timedelta(seconds=base_seconds) * (2 ** max(attempts - 1, 0)), RETRY_CAP)
 
 
-def record_outcomes(outcomes: BatchOutcomes, now: datetime | None = None) -> tuple[int, int]:
-    """Write a batch's results in a few statements and commit; returns (sent, failed)."""
+def record_outcomes(
+    outcomes: BatchOutcomes,
+    now: datetime | None = None,
+    *,
+    counters: dict[int, list[int]] | None = None,
+) -> tuple[int, int]:
+    """Write a batch's results in a few statements and commit; returns (sent, failed).
+
+    With ``counters``, the digests' sent/failed counters are added there (for the caller to
+    write with ``add_digest_counts`` now and then) instead of updating the digest row each
+    time: one hot row written by every sender at every flush would serialise them all.
+    """
     now = now or utcnow()
     table = Delivery.__table__
     sent_by_digest: dict[int, int] = defaultdict(int)
@@ -393,18 +403,32 @@ def record_outcomes(outcomes: BatchOutcomes, now: datetime | None = None) -> tup
             .execution_options(synchronize_session=False)
         )
 
-    for digest_id in set(sent_by_digest) | set(failed_by_digest):
-        db.session.execute(
-            update(Digest)
-            .where(Digest.id == digest_id)
-            .values(
-                sent=Digest.sent + sent_by_digest[digest_id],
-                failed=Digest.failed + failed_by_digest[digest_id],
-            )
-            .execution_options(synchronize_session=False)
+    if counters is None:
+        add_digest_counts(
+            {
+                d: [sent_by_digest[d], failed_by_digest[d]]
+                for d in set(sent_by_digest) | set(failed_by_digest)
+            }
         )
+    else:
+        for digest_id in set(sent_by_digest) | set(failed_by_digest):
+            counts = counters.setdefault(digest_id, [0, 0])
+            counts[0] += sent_by_digest[digest_id]
+            counts[1] += failed_by_digest[digest_id]
     db.session.commit()
     return sum(sent_by_digest.values()), sum(failed_by_digest.values())
+
+
+def add_digest_counts(counts: dict[int, list[int]]) -> None:
+    """Add ``{digest_id: [sent, failed]}`` to the digests' progress counters (caller commits)."""
+    for digest_id, (sent, failed) in counts.items():
+        if sent or failed:
+            db.session.execute(
+                update(Digest)
+                .where(Digest.id == digest_id)
+                .values(sent=Digest.sent + sent, failed=Digest.failed + failed)
+                .execution_options(synchronize_session=False)
+            )
 
 
 def record_hard_bounces(subscriber_ids: list[int], now: datetime) -> None:

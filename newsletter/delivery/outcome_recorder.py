@@ -23,7 +23,13 @@ from flask import Flask
 
 from ..extensions import db
 from ..mail.transport import DeliveryError
-from .delivery_queue import BatchOutcomes, ClaimedDelivery, record_outcomes, renew_leases
+from .delivery_queue import (
+    BatchOutcomes,
+    ClaimedDelivery,
+    add_digest_counts,
+    record_outcomes,
+    renew_leases,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +37,9 @@ log = logging.getLogger(__name__)
 # a few seconds (a restart), never giving up while the process lives.
 RECORD_RETRY_FIRST_SECONDS = 0.05
 RECORD_RETRY_MAX_SECONDS = 2.0
+# The digests' progress counters are written at most this often (and whenever the sender
+# waits for everything to be recorded): the progress bar needs no more.
+COUNTERS_EVERY_SECONDS = 0.5
 
 
 class OutcomeRecorder:
@@ -115,7 +124,8 @@ class OutcomeRecorder:
                 db.session.remove()
 
     def _loop(self) -> None:
-        last_renewal = time.monotonic()
+        last_renewal = last_counters = time.monotonic()
+        counters: dict[int, list[int]] = {}
         retry = RECORD_RETRY_FIRST_SECONDS
         while True:
             with self._cond:
@@ -127,14 +137,9 @@ class OutcomeRecorder:
                     return
                 batch, self._pending = self._pending, BatchOutcomes()
                 tokens = list(self._tokens)
+            renew = time.monotonic() - last_renewal >= self.renew_every
             try:
-                renew = time.monotonic() - last_renewal >= self.renew_every
-                result = record_outcomes(batch) if len(batch) else (0, 0)
-                if renew and tokens:
-                    renew_leases(tokens, self.lease)
-                    db.session.commit()
-                if renew:
-                    last_renewal = time.monotonic()
+                result = record_outcomes(batch, counters=counters) if len(batch) else (0, 0)
             except Exception:
                 # Never drop an outcome: put it back in front and try again shortly.
                 log.warning("recording outcomes failed; retrying", exc_info=True)
@@ -147,6 +152,24 @@ class OutcomeRecorder:
                 time.sleep(retry)
                 retry = min(retry * 2, RECORD_RETRY_MAX_SECONDS)
                 continue
+            try:
+                with self._cond:
+                    idle = not len(self._pending)
+                due = time.monotonic() - last_counters >= COUNTERS_EVERY_SECONDS
+                if counters and (idle or due):
+                    add_digest_counts(counters)
+                    db.session.commit()
+                    counters = {}
+                    last_counters = time.monotonic()
+                if renew and tokens:
+                    renew_leases(tokens, self.lease)
+                    db.session.commit()
+                if renew:
+                    last_renewal = time.monotonic()
+            except Exception:
+                # Counters and leases are retried at the next pass; the outcomes are written.
+                log.warning("progress counters or lease renewal failed", exc_info=True)
+                db.session.rollback()
             retry = RECORD_RETRY_FIRST_SECONDS
             if self.on_recorded is not None and len(batch):
                 self.on_recorded(result)
