@@ -1,14 +1,14 @@
 """delivery exactly once: claim tokens on deliveries and outbox, release carriers
 
 Revision ID: 0002
-Revises: 0001
+Revises: 0003
 """
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = '0002'
-down_revision = '0001'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 

@@ -17,7 +17,6 @@ from sqlalchemy import (
 
 from ..config import OUTAGE_BACKOFF_FIRST_SECONDS, OUTAGE_BACKOFF_MAX_SECONDS
 from ..extensions import db
-from ..mail.bulk import open_bulk_transport
 from ..mail.message import envelope_sender
 from ..mail.prepared import PreparedMessage, Recipient
 from ..mail.transport import DeliveryError, Transport
@@ -36,6 +35,7 @@ from .digest_messages import UnsubscribeLinks, message_id
 from .outcome_recorder import OutcomeRecorder
 from .send_rate import Pacer as RateLimiter  # noqa: F401 - the old name, re-exported
 from .send_rate import SendRateLimiter, send_rate_limiter
+from .streams import STREAM_NEWSLETTER, open_bulk_stream_transport, stream_mail_from
 
 # How often a process puts back deliveries whose worker died (their lease lapsed).
 LEASE_SWEEP_SECONDS = 5.0
@@ -182,8 +182,8 @@ class DeliverySender:
 
     def run(self, *, until_idle: bool, poll_interval: float = 1.0) -> None:
         with self.app.app_context():
-            transport = open_bulk_transport(self.app.config["MAIL_URL"])
-            sender = envelope_sender(self.app.config["MAIL_FROM"])
+            transport = open_bulk_stream_transport(self.app.config)
+            sender = envelope_sender(stream_mail_from(STREAM_NEWSLETTER, self.app.config))
             links = UnsubscribeLinks()
             recorder = OutcomeRecorder(
                 self.app,

@@ -30,8 +30,9 @@ from ..delivery.delivery_queue import pending_delivery_count
 from ..delivery.outbox import RelayUnreachable, deliver_outbox_batch, pending_outbox_count
 from ..delivery.send_rate import send_rate_limiter
 from ..delivery.sending_pool import DigestSendingPool
+from ..delivery.streams import StreamTransports
 from ..extensions import db
-from ..mail.transport import DeliveryError, open_transport
+from ..mail.transport import DeliveryError
 from . import jobs
 from .leadership import LeaderElection, release_lease, try_acquire_lease
 from .scheduler import DigestScheduler
@@ -182,7 +183,7 @@ class Worker:
         claimed_total = 0
         outage = OUTAGE_BACKOFF_FIRST_SECONDS
         with self.app.app_context():
-            transport = open_transport(self.app.config["MAIL_URL"])
+            transport = StreamTransports()
             limiter = send_rate_limiter(self.app)  # one relay cap, digests and outbox alike
             try:
                 while not self.stopping.is_set():
