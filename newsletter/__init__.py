@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Flask
 
-from .config import load_settings
+from .config import SQLITE_BUSY_TIMEOUT_SECONDS, load_settings
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -66,7 +66,7 @@ def _tune_sqlite(app: Flask) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA busy_timeout = 15000")
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_SECONDS * 1000}")
         cursor.execute("PRAGMA foreign_keys = ON")
         if ":memory:" not in app.config["SQLALCHEMY_DATABASE_URI"]:
             cursor.execute("PRAGMA journal_mode = WAL")

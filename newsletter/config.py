@@ -118,6 +118,16 @@ DELIVERY_OUTAGE_PAUSE_SECONDS = 15
 # The scheduler lease row: one scheduler per database (APScheduler cannot share a job store).
 SCHEDULER_LEASE_NAME = "digest-scheduler"
 
+# Exactly-once delivery (issue 10).
+# SQLite's lock wait: a writer waits this long for another before "database is locked".
+SQLITE_BUSY_TIMEOUT_SECONDS = 15
+# A relay out of reach (refused, timed out) costs no try; senders wait this long, doubling up
+# to the cap, before trying again, instead of spinning through the queue.
+OUTAGE_BACKOFF_FIRST_SECONDS = 1.0
+OUTAGE_BACKOFF_MAX_SECONDS = 30.0
+# The PostgreSQL advisory lock key of the scheduler leader (any constant unique to this app).
+SCHEDULER_ADVISORY_LOCK_KEY = 0x6E6C5F736368  # "nl_sch"
+
 
 # Public archive (issue 13).
 # Releases per archive page: a screenful on a desktop, short enough to scroll on a phone.
@@ -252,7 +262,8 @@ def load_settings(instance_path: Path, environ: dict[str, str] | None = None) ->
         "DELIVERY_LEASE_SECONDS": int(env.get("NEWSLETTER_DELIVERY_LEASE_SECONDS") or 120),
         # Who runs the scheduler: the holder renews its lease every third of this, and a worker
         # that stops renewing (killed, frozen) is replaced after this long.
-        "SCHEDULER_LEASE_SECONDS": float(env.get("NEWSLETTER_SCHEDULER_LEASE_SECONDS") or 9),
+        # Longer than SQLite's lock wait (15 s), so a holder stuck behind a lock keeps it.
+        "SCHEDULER_LEASE_SECONDS": float(env.get("NEWSLETTER_SCHEDULER_LEASE_SECONDS") or 30),
         "MAX_CONTENT_LENGTH": MAX_CONTENT_LENGTH,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
@@ -274,6 +285,18 @@ def load_settings(instance_path: Path, environ: dict[str, str] | None = None) ->
         # Without a terminal, the worker logs each sending digest's progress this often.
         "WORKER_PROGRESS_SECONDS": float(env.get("NEWSLETTER_WORKER_PROGRESS_SECONDS") or 10),
         **_security_settings(env, development),
+        # Exactly-once delivery (issue 10). A sender may be this many outcomes ahead of the
+        # database; a SIGKILL re-sends at most that many (plus the one on the wire) a connection.
+        "SEND_UNRECORDED_WINDOW": int(env.get("NEWSLETTER_SEND_UNRECORDED_WINDOW") or 1),
+        # Where the deployment-wide send cap is counted (shared by every worker): Redis, or
+        # memory:// for one process. Defaults to the request limiter's storage.
+        "SEND_RATE_STORAGE_URI": env.get("NEWSLETTER_SEND_RATE_STORAGE_URI")
+        or env.get("NEWSLETTER_RATELIMIT_STORAGE_URI")
+        or "memory://",
+        # Names the shared cap's counters: every worker of one deployment uses the same one.
+        "SEND_RATE_NAMESPACE": env.get("NEWSLETTER_SEND_RATE_NAMESPACE") or "newsletter-send",
+        # Optional per-domain caps, e.g. "gmail.com=20,outlook.com=5" (messages a second).
+        "SEND_DOMAIN_RATES": env.get("NEWSLETTER_SEND_DOMAIN_RATES") or "",
     }
 
 

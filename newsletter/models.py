@@ -95,6 +95,8 @@ class OutboxMessage(db.Model):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Who holds the claim: only that sender may record the outcome (issue 10).
+    claim_token: Mapped[str | None] = mapped_column(String(32))
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -294,6 +296,17 @@ class Digest(db.Model):
     )
 
 
+# A release goes into one digest per language, recorded when that digest is composed (issue 10):
+# the primary key makes a second carrier impossible even if two composers ever raced.
+release_carriers = Table(
+    "release_carriers",
+    db.Model.metadata,
+    Column("language", String(8), primary_key=True),
+    Column("release_id", ForeignKey("releases.id", ondelete="CASCADE"), primary_key=True),
+    Column("digest_id", ForeignKey("digests.id", ondelete="CASCADE"), nullable=False, index=True),
+)
+
+
 class DeliveryStatus(enum.StrEnum):
     QUEUED = "queued"
     SENDING = "sending"
@@ -316,6 +329,8 @@ class Delivery(db.Model):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime)
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Who holds the claim: only that sender may record the outcome (issue 10).
+    claim_token: Mapped[str | None] = mapped_column(String(32))
     smtp_code: Mapped[int | None] = mapped_column(Integer)
     smtp_response: Mapped[str | None] = mapped_column(String(500))
     updated_at: Mapped[datetime | None] = mapped_column(DateTime)

@@ -59,7 +59,7 @@ def database_url(tmp_path_factory: pytest.TempPathFactory):
         yield url
         return
     schema = f"nl_test_{secrets.token_hex(4)}"
-    admin = create_engine(base)
+    admin = create_engine(base, pool_pre_ping=True)  # survives a server restart (fault suite)
     with admin.begin() as connection:
         connection.execute(text(f'CREATE SCHEMA "{schema}"'))
     parsed = make_url(base)

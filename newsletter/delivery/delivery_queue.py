@@ -5,7 +5,8 @@ digest once nothing is left. A delivery is marked sent only after the server acc
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+import uuid
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -50,6 +51,8 @@ class ClaimedDelivery:
     email: str
     name: str | None
     email_key: str
+    # The claim this delivery was taken under: only its holder may record an outcome.
+    token: str = ""
 
 
 def active_digest_ids() -> list[int]:
@@ -63,19 +66,68 @@ def active_digest_ids() -> list[int]:
     )
 
 
+def new_claim_token() -> str:
+    """A fresh ownership token for one claim (written into the claimed rows)."""
+    return uuid.uuid4().hex
+
+
 def release_expired_leases(now: datetime) -> int:
-    """Deliveries claimed by a worker that died: back to the queue (the try stays counted)."""
+    """Deliveries claimed by a worker that died: back to the queue (the try stays counted).
+
+    A delivery that has used its last try this way (its sender died on it every time: a poison
+    row) is failed instead of being retried forever. Clearing the token disowns the dead
+    sender, so an outcome it might still write (a frozen, not dead, process) matches nothing.
+    """
+    expired = (Delivery.status == DeliveryStatus.SENDING, Delivery.lease_expires_at < now)
+    poisoned = db.session.execute(
+        update(Delivery)
+        .where(*expired, Delivery.attempts >= DELIVERY_MAX_ATTEMPTS)
+        .values(
+            status=DeliveryStatus.FAILED,
+            smtp_response="gave up: the sender stopped while sending it, every try",
+            lease_expires_at=None,
+            claim_token=None,
+            updated_at=now,
+        )
+        .returning(Delivery.digest_id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    for digest_id, count in Counter(row[0] for row in poisoned).items():
+        db.session.execute(
+            update(Digest)
+            .where(Digest.id == digest_id)
+            .values(failed=Digest.failed + count)
+            .execution_options(synchronize_session=False)
+        )
     count = db.session.execute(
         update(Delivery)
-        .where(Delivery.status == DeliveryStatus.SENDING, Delivery.lease_expires_at < now)
-        .values(status=DeliveryStatus.QUEUED, next_attempt_at=now, lease_expires_at=None)
+        .where(*expired)
+        .values(
+            status=DeliveryStatus.QUEUED,
+            next_attempt_at=now,
+            lease_expires_at=None,
+            claim_token=None,
+        )
         .execution_options(synchronize_session=False)
     ).rowcount
     db.session.commit()
-    return count
+    return count + len(poisoned)
 
 
-def _claim_from(digest_id: int, limit: int, now: datetime, lease: timedelta) -> list:
+def renew_leases(tokens: list[str], lease: timedelta, now: datetime | None = None) -> int:
+    """Keep the rows of live claims ours while they are being sent (the caller commits)."""
+    if not tokens:
+        return 0
+    now = now or utcnow()
+    return db.session.execute(
+        update(Delivery)
+        .where(Delivery.claim_token.in_(tokens), Delivery.status == DeliveryStatus.SENDING)
+        .values(lease_expires_at=now + lease)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+
+
+def _claim_from(digest_id: int, limit: int, now: datetime, lease: timedelta, token: str) -> list:
     due = (
         select(Delivery.id)
         .where(
@@ -94,6 +146,7 @@ def _claim_from(digest_id: int, limit: int, now: datetime, lease: timedelta) -> 
         .values(
             status=DeliveryStatus.SENDING,
             lease_expires_at=now + lease,
+            claim_token=token,
             attempts=Delivery.attempts + 1,
             updated_at=now,
         )
@@ -103,7 +156,7 @@ def _claim_from(digest_id: int, limit: int, now: datetime, lease: timedelta) -> 
 
 
 def claim_deliveries(
-    limit: int, *, lease: timedelta, now: datetime | None = None
+    limit: int, *, lease: timedelta, now: datetime | None = None, token: str | None = None
 ) -> list[ClaimedDelivery]:
     """Claim up to ``limit`` due deliveries of one sending digest, and commit the claim.
 
@@ -111,8 +164,9 @@ def claim_deliveries(
     here: their deliveries are recorded ``cancelled`` and nothing is sent to them.
     """
     now = now or utcnow()
+    token = token or new_claim_token()
     for digest_id in active_digest_ids():
-        rows = _claim_from(digest_id, limit, now, lease)
+        rows = _claim_from(digest_id, limit, now, lease, token)
         if not rows:
             db.session.commit()
             finish_if_complete(digest_id, now)
@@ -136,7 +190,14 @@ def claim_deliveries(
                 continue
             claimed.append(
                 ClaimedDelivery(
-                    delivery_id, digest_id, subscriber_id, attempts, address, name, email_key
+                    delivery_id,
+                    digest_id,
+                    subscriber_id,
+                    attempts,
+                    address,
+                    name,
+                    email_key,
+                    token,
                 )
             )
         dropped += [row[0] for row in by_subscriber.values()]  # subscriber deleted
@@ -148,6 +209,7 @@ def claim_deliveries(
                     status=DeliveryStatus.CANCELLED,
                     smtp_response="subscriber no longer confirmed",
                     lease_expires_at=None,
+                    claim_token=None,
                     updated_at=now,
                 )
                 .execution_options(synchronize_session=False)
@@ -224,15 +286,24 @@ def retry_delay(attempts: int, base_seconds: int) -> timedelta:
     return min(timedelta(seconds=base_seconds) * (2 ** max(attempts - 1, 0)), RETRY_CAP)
 
 
-def record_outcomes(outcomes: BatchOutcomes, now: datetime | None = None) -> tuple[int, int]:
-    """Write a batch's results in a few statements and commit; returns (sent, failed)."""
+def record_outcomes(
+    outcomes: BatchOutcomes,
+    now: datetime | None = None,
+    *,
+    counters: dict[int, list[int]] | None = None,
+) -> tuple[int, int]:
+    """Write a batch's results in a few statements and commit; returns (sent, failed).
+
+    With ``counters``, the digests' sent/failed counters are added there (for the caller to
+    write with ``add_digest_counts`` now and then) instead of updating the digest row each
+    time: one hot row written by every sender at every flush would serialise them all.
+    """
     now = now or utcnow()
     table = Delivery.__table__
     sent_by_digest: dict[int, int] = defaultdict(int)
     failed_by_digest: dict[int, int] = defaultdict(int)
-    # A row is ours while its try count is the one we claimed; it may have been put back in
-    # the queue by a lease sweep meanwhile, and then it is still right to record it sent.
-    ours = (DeliveryStatus.SENDING, DeliveryStatus.QUEUED)
+    # A row is ours while it still carries our claim token: once a lease sweep has put it back
+    # (and perhaps another sender took it), our outcome is not to be written over theirs.
 
     by_response: dict[tuple[int, str], list[ClaimedDelivery]] = defaultdict(list)
     for delivery, response in outcomes.sent:
@@ -241,10 +312,10 @@ def record_outcomes(outcomes: BatchOutcomes, now: datetime | None = None) -> tup
         result = db.session.execute(
             update(Delivery)
             .where(
-                tuple_(Delivery.id, Delivery.attempts).in_(
-                    [(d.id, d.attempts) for d in deliveries]
+                tuple_(Delivery.id, Delivery.claim_token).in_(
+                    [(d.id, d.token) for d in deliveries]
                 ),
-                Delivery.status.in_(ours),
+                Delivery.status == DeliveryStatus.SENDING,
             )
             .values(
                 status=DeliveryStatus.SENT,
@@ -277,7 +348,7 @@ def record_outcomes(outcomes: BatchOutcomes, now: datetime | None = None) -> tup
             rows.append(
                 {
                     "b_id": delivery.id,
-                    "b_attempts": delivery.attempts,
+                    "b_token": delivery.token,
                     "b_status": DeliveryStatus.FAILED if final else DeliveryStatus.QUEUED,
                     "b_next": None if final else now + retry_delay(delivery.attempts, retry_base),
                     "b_code": error.code,
@@ -300,8 +371,8 @@ def record_outcomes(outcomes: BatchOutcomes, now: datetime | None = None) -> tup
             table.update()
             .where(
                 table.c.id == bindparam("b_id"),
-                table.c.attempts == bindparam("b_attempts"),
-                table.c.status.in_(ours),
+                table.c.claim_token == bindparam("b_token"),
+                table.c.status == DeliveryStatus.SENDING,
             )
             .values(
                 status=bindparam("b_status"),
@@ -309,6 +380,7 @@ def record_outcomes(outcomes: BatchOutcomes, now: datetime | None = None) -> tup
                 smtp_code=bindparam("b_code"),
                 smtp_response=bindparam("b_response"),
                 lease_expires_at=None,
+                claim_token=None,
                 updated_at=now,
             ),
             rows,
@@ -320,8 +392,8 @@ def record_outcomes(outcomes: BatchOutcomes, now: datetime | None = None) -> tup
         db.session.execute(
             update(Delivery)
             .where(
-                tuple_(Delivery.id, Delivery.attempts).in_(
-                    [(d.id, d.attempts) for d in outcomes.untried]
+                tuple_(Delivery.id, Delivery.claim_token).in_(
+                    [(d.id, d.token) for d in outcomes.untried]
                 ),
                 Delivery.status == DeliveryStatus.SENDING,
             )
@@ -330,27 +402,42 @@ def record_outcomes(outcomes: BatchOutcomes, now: datetime | None = None) -> tup
                 attempts=Delivery.attempts - 1,
                 next_attempt_at=now + timedelta(seconds=DELIVERY_OUTAGE_PAUSE_SECONDS),
                 lease_expires_at=None,
+                claim_token=None,
                 updated_at=now,
             )
             .execution_options(synchronize_session=False)
         )
 
-    for digest_id in set(sent_by_digest) | set(failed_by_digest):
-        db.session.execute(
-            update(Digest)
-            .where(Digest.id == digest_id)
-            .values(
-                sent=Digest.sent + sent_by_digest[digest_id],
-                failed=Digest.failed + failed_by_digest[digest_id],
-            )
-            .execution_options(synchronize_session=False)
+    if counters is None:
+        add_digest_counts(
+            {
+                d: [sent_by_digest[d], failed_by_digest[d]]
+                for d in set(sent_by_digest) | set(failed_by_digest)
+            }
         )
+    else:
+        for digest_id in set(sent_by_digest) | set(failed_by_digest):
+            counts = counters.setdefault(digest_id, [0, 0])
+            counts[0] += sent_by_digest[digest_id]
+            counts[1] += failed_by_digest[digest_id]
     db.session.commit()
     sent, failed = sum(sent_by_digest.values()), sum(failed_by_digest.values())
     instruments.record_sends(
         "digest", sent=sent, failed=failed, deferred=len(outcomes.failed) - failed
     )
     return sent, failed
+
+
+def add_digest_counts(counts: dict[int, list[int]]) -> None:
+    """Add ``{digest_id: [sent, failed]}`` to the digests' progress counters (caller commits)."""
+    for digest_id, (sent, failed) in counts.items():
+        if sent or failed:
+            db.session.execute(
+                update(Digest)
+                .where(Digest.id == digest_id)
+                .values(sent=Digest.sent + sent, failed=Digest.failed + failed)
+                .execution_options(synchronize_session=False)
+            )
 
 
 def record_hard_bounces(subscriber_ids: list[int], now: datetime) -> None:

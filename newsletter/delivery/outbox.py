@@ -9,13 +9,20 @@ that dies mid-send leaves a lease that lapses, so the message is picked up again
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 
-from ..config import CLAIM_LEASE, OUTBOX_BACKOFF_BASE, OUTBOX_BACKOFF_CAP, OUTBOX_MAX_ATTEMPTS
+from ..config import (
+    CLAIM_LEASE,
+    DELIVERY_OUTAGE_PAUSE_SECONDS,
+    OUTBOX_BACKOFF_BASE,
+    OUTBOX_BACKOFF_CAP,
+    OUTBOX_MAX_ATTEMPTS,
+)
 from ..domain.addresses import address_key
 from ..extensions import db
 from ..mail.message import build_message_bytes, message_bytes
@@ -100,10 +107,15 @@ class ClaimedMessage:
     recipient: str
     data: bytes
     kind: str = ""
+    token: str = ""
 
     @property
     def stream(self) -> str:
         return stream_for_kind(self.kind) if self.kind else STREAM_TRANSACTIONAL
+
+
+class RelayUnreachable(Exception):
+    """The relay could not be reached: nothing was counted; the caller should back off."""
 
 
 def backoff(attempts: int) -> timedelta:
@@ -112,13 +124,39 @@ def backoff(attempts: int) -> timedelta:
     return min(delay, OUTBOX_BACKOFF_CAP)
 
 
-def claim_outbox_batch(limit: int, now: datetime | None = None) -> list[ClaimedMessage]:
+def _fail_poisoned(now: datetime) -> int:
+    """Messages whose sender died on them at every try: failed, not retried forever."""
+    return db.session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.status == OutboxStatus.SENDING,
+            OutboxMessage.lease_expires_at < now,
+            OutboxMessage.attempts >= OUTBOX_MAX_ATTEMPTS,
+        )
+        .values(
+            status=OutboxStatus.FAILED,
+            lease_expires_at=None,
+            claim_token=None,
+            last_error="gave up: the sender stopped while sending it, every try",
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+
+
+def claim_outbox_batch(
+    limit: int, now: datetime | None = None, *, lease: timedelta = CLAIM_LEASE
+) -> list[ClaimedMessage]:
     """Claim up to ``limit`` due messages for this worker, and commit the claim.
 
     ``FOR UPDATE SKIP LOCKED`` lets several workers claim side by side on PostgreSQL; SQLite
-    serialises writers, so the same statement is safe there too.
+    serialises writers, so the same statement is safe there too. The claim writes a fresh
+    token into the rows: only its holder may record their outcome.
     """
     now = now or utcnow()
+    token = uuid.uuid4().hex
+    poisoned = _fail_poisoned(now)
+    if poisoned:
+        log.error("%s outbox messages failed: their sender died on them at every try", poisoned)
     due = (
         select(OutboxMessage.id)
         .where(
@@ -142,7 +180,8 @@ def claim_outbox_batch(limit: int, now: datetime | None = None) -> list[ClaimedM
         .where(OutboxMessage.id.in_(due.scalar_subquery()))
         .values(
             status=OutboxStatus.SENDING,
-            lease_expires_at=now + CLAIM_LEASE,
+            lease_expires_at=now + lease,
+            claim_token=token,
             attempts=OutboxMessage.attempts + 1,
         )
         .returning(
@@ -153,16 +192,32 @@ def claim_outbox_batch(limit: int, now: datetime | None = None) -> list[ClaimedM
     db.session.commit()
     return sorted(
         (
-            ClaimedMessage(id=row[0], recipient=row[1], data=bytes(row[2]), kind=row[3])
+            ClaimedMessage(
+                id=row[0], recipient=row[1], data=bytes(row[2]), kind=row[3], token=token
+            )
             for row in rows
         ),
         key=lambda claimed: claimed.id,
     )
 
 
-def deliver_outbox_batch(transport: Transport | StreamTransports, limit: int = 50) -> int:
+def _ours(message: ClaimedMessage):
+    return (
+        OutboxMessage.id == message.id,
+        OutboxMessage.claim_token == message.token,
+        OutboxMessage.status == OutboxStatus.SENDING,
+    )
+
+
+def deliver_outbox_batch(
+    transport: Transport | StreamTransports, limit: int = 50, *, limiter=None
+) -> int:
     """Claim and send one batch; returns how many messages were claimed. Each message goes
-    through its stream's transport, with its stream's return path."""
+    through its stream's transport, with its stream's return path.
+
+    Raises ``RelayUnreachable`` (after putting the batch back, no try counted) when the relay
+    cannot be reached, so the caller backs off instead of spinning through the queue.
+    """
     claimed = claim_outbox_batch(limit)
     if not claimed:
         return 0
@@ -171,24 +226,26 @@ def deliver_outbox_batch(transport: Transport | StreamTransports, limit: int = 5
         if isinstance(transport, StreamTransports)
         else StreamTransports.wrapping(transport)
     )
-    for message in claimed:
+    for index, message in enumerate(claimed):
         stream = message.stream
+        if limiter is not None:
+            limiter.wait(message.recipient)
         try:
             with instruments.smtp_timer("transactional"):
                 accepted = streams.transport(stream).send(
                     streams.sender(stream), message.recipient, message.data
                 )
         except DeliveryError as exc:
-            _record_failure(message.id, exc)
             if exc.temporary and exc.code is None:
-                # The server is out of reach: the rest of the batch would fail the same way.
-                _release_unsent(claimed, after=message.id)
+                # Out of reach (refused, timed out): only a server's answer costs a try.
+                _release_unsent(claimed[index:], str(exc))
                 db.session.commit()
-                return len(claimed)
+                raise RelayUnreachable(str(exc)) from exc
+            _record_failure(message, exc)
         else:
             db.session.execute(
                 update(OutboxMessage)
-                .where(OutboxMessage.id == message.id)
+                .where(*_ours(message))
                 .values(
                     status=OutboxStatus.SENT,
                     sent_at=utcnow(),
@@ -199,39 +256,55 @@ def deliver_outbox_batch(transport: Transport | StreamTransports, limit: int = 5
             )
             log.debug("outbox %s accepted: %s", message.id, accepted.response)
             instruments.record_sends("transactional", sent=1)
-        # Record each outcome at once: a crash after this point never re-sends this one.
+        # Record each outcome at once (a crash after this never re-sends this one), and keep
+        # the rest of the claim ours while a slow relay works through it.
+        db.session.execute(
+            update(OutboxMessage)
+            .where(
+                OutboxMessage.claim_token == message.token,
+                OutboxMessage.status == OutboxStatus.SENDING,
+            )
+            .values(lease_expires_at=utcnow() + CLAIM_LEASE)
+            .execution_options(synchronize_session=False)
+        )
         db.session.commit()
     return len(claimed)
 
 
-def _record_failure(message_id: int, error: DeliveryError) -> None:
-    row = db.session.get(OutboxMessage, message_id)
+def _record_failure(message: ClaimedMessage, error: DeliveryError) -> None:
+    row = db.session.execute(
+        select(OutboxMessage).where(*_ours(message)).execution_options(populate_existing=True)
+    ).scalar_one_or_none()
     if row is None:
-        return
+        return  # no longer ours: whoever holds it now records it
     row.last_error = str(error)[:2000]
     row.lease_expires_at = None
     if error.temporary and row.attempts < OUTBOX_MAX_ATTEMPTS:
         row.status = OutboxStatus.QUEUED
         row.next_attempt_at = utcnow() + backoff(row.attempts)
         instruments.record_sends("transactional", deferred=1)
-        log.warning("outbox %s deferred (try %s): %s", message_id, row.attempts, error)
+        log.warning("outbox %s deferred (try %s): %s", message.id, row.attempts, error)
     else:
         row.status = OutboxStatus.FAILED
         instruments.record_sends("transactional", failed=1)
-        log.error("outbox %s failed: %s", message_id, error)
+        log.error("outbox %s failed: %s", message.id, error)
 
 
-def _release_unsent(claimed: list[ClaimedMessage], *, after: int) -> None:
-    """Put back the claimed messages not tried yet, without counting a try against them."""
-    ids = [message.id for message in claimed if message.id > after]
-    if ids:
+def _release_unsent(unsent: list[ClaimedMessage], error: str) -> None:
+    """Put back claimed messages not sent, without counting a try against them; they wait a
+    short pause so no worker hammers a relay that is down."""
+    retry_at = utcnow() + timedelta(seconds=DELIVERY_OUTAGE_PAUSE_SECONDS)
+    for message in unsent:
         db.session.execute(
             update(OutboxMessage)
-            .where(OutboxMessage.id.in_(ids))
+            .where(*_ours(message))
             .values(
                 status=OutboxStatus.QUEUED,
                 lease_expires_at=None,
+                claim_token=None,
                 attempts=OutboxMessage.attempts - 1,
+                next_attempt_at=retry_at,
+                last_error=error[:2000],
             )
             .execution_options(synchronize_session=False)
         )

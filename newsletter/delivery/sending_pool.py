@@ -15,6 +15,7 @@ from sqlalchemy import (
     select,
 )
 
+from ..config import OUTAGE_BACKOFF_FIRST_SECONDS, OUTAGE_BACKOFF_MAX_SECONDS
 from ..extensions import db
 from ..mail.message import envelope_sender
 from ..mail.prepared import PreparedMessage, Recipient
@@ -26,39 +27,22 @@ from ..models import (
 from ..observability import instruments
 from ..observability.logs import log_context
 from .delivery_queue import (
-    BatchOutcomes,
     ClaimedDelivery,
     claim_deliveries,
     finish_if_complete,
-    record_outcomes,
+    new_claim_token,
     release_expired_leases,
 )
 from .digest_messages import UnsubscribeLinks, message_id
+from .outcome_recorder import OutcomeRecorder
+from .send_rate import Pacer as RateLimiter  # noqa: F401 - the old name, re-exported
+from .send_rate import SendRateLimiter, send_rate_limiter
 from .streams import STREAM_NEWSLETTER, open_bulk_stream_transport, stream_mail_from
 
 # How often a process puts back deliveries whose worker died (their lease lapsed).
 LEASE_SWEEP_SECONDS = 5.0
 
 log = logging.getLogger(__name__)
-
-
-class RateLimiter:
-    """At most ``rate`` messages a second across all sending threads of a process (0: no cap)."""
-
-    def __init__(self, rate: float) -> None:
-        self.interval = 1.0 / rate if rate and rate > 0 else 0.0
-        self._lock = threading.Lock()
-        self._next = time.monotonic()
-
-    def wait(self) -> None:
-        if not self.interval:
-            return
-        with self._lock:
-            now = time.monotonic()
-            slot = max(self._next, now)
-            self._next = slot + self.interval
-        if slot > now:
-            time.sleep(slot - now)
 
 
 @dataclass
@@ -103,46 +87,55 @@ def send_batch(
     batch: list[ClaimedDelivery],
     templates: TemplateCache,
     links: UnsubscribeLinks,
-    limiter: RateLimiter,
+    limiter: SendRateLimiter,
     sender: str,
+    recorder: OutcomeRecorder,
     stopping: threading.Event | None = None,
-) -> BatchOutcomes:
-    """Personalise and send each claimed delivery; nothing is written to the database here."""
-    outcomes = BatchOutcomes()
+) -> bool:
+    """Personalise and send each claimed delivery, handing each outcome to ``recorder`` as it
+    comes. Returns False when the server was out of reach (the rest went back untried)."""
     digest_id = batch[0].digest_id
     prepared = templates.get(digest_id)
     for index, delivery in enumerate(batch):
         if stopping is not None and stopping.is_set():
-            outcomes.untried.extend(batch[index:])
-            break
-        if delivery.digest_id != digest_id:
-            digest_id = delivery.digest_id
-            prepared = templates.get(digest_id)
-        data = prepared.personalise(
-            Recipient(
-                address=delivery.email,
-                name=delivery.name,
-                unsubscribe_url=links.url(delivery.subscriber_id, delivery.email_key),
-                link_url=links.preferences_url(delivery.subscriber_id, delivery.email_key),
-                message_id=message_id(delivery.digest_id, delivery.subscriber_id, prepared),
+            recorder.untried(batch[index:])
+            return True
+        try:
+            if delivery.digest_id != digest_id:
+                digest_id = delivery.digest_id
+                prepared = templates.get(digest_id)
+            data = prepared.personalise(
+                Recipient(
+                    address=delivery.email,
+                    name=delivery.name,
+                    unsubscribe_url=links.url(delivery.subscriber_id, delivery.email_key),
+                    link_url=links.preferences_url(delivery.subscriber_id, delivery.email_key),
+                    message_id=message_id(delivery.digest_id, delivery.subscriber_id, prepared),
+                )
             )
-        )
-        limiter.wait()
+        except Exception as exc:  # noqa: BLE001 - one bad row must not cost the others
+            # Counted as a failed try of this one delivery: it stops at the last try.
+            log.exception("delivery %s could not be prepared", delivery.id)
+            recorder.failed(delivery, DeliveryError(f"could not prepare: {exc}", temporary=True))
+            continue
+        # Never more than the recorder's window ahead of what the database knows.
+        recorder.wait_for_room()
+        limiter.wait(delivery.email)
         try:
             with log_context(digest_id=delivery.digest_id, delivery_id=delivery.id):
                 accepted = _send_with_one_reconnect(transport, sender, delivery.email, data)
         except DeliveryError as exc:
             if exc.temporary and exc.code is None:
                 # The server is out of reach: the rest of the batch would fail the same way.
-                outcomes.untried.extend(batch[index:])
+                recorder.untried(batch[index:])
                 log.warning(
                     "SMTP server out of reach, %s deliveries put back: %s", len(batch) - index, exc
                 )
-                break
-            outcomes.failed.append((delivery, exc))
+                return False
+            recorder.failed(delivery, exc)
         else:
-            outcomes.sent.append((delivery, f"{accepted.code} {accepted.response}"))
-    return outcomes
+            recorder.sent(delivery, f"{accepted.code} {accepted.response}")
+    return True
 
 
 def _send_with_one_reconnect(transport: Transport, sender: str, recipient: str, data: bytes):
@@ -158,6 +151,14 @@ def _send_with_one_reconnect(transport: Transport, sender: str, recipient: str, 
             return send(sender, recipient, data)
 
 
+def batch_size_for(configured: int, rate: float, lease: timedelta) -> int:
+    """A batch a sender can finish within half its lease at the relay's cap (the lease is
+    renewed anyway; this keeps a frozen sender's claim small)."""
+    if rate <= 0:
+        return configured
+    return max(1, min(configured, int(rate * lease.total_seconds() / 2)))
+
+
 class DeliverySender:
     """One sending thread's work: its own SMTP connection, claim → send → record."""
 
@@ -166,7 +167,7 @@ class DeliverySender:
         app: Flask,
         *,
         templates: TemplateCache,
-        limiter: RateLimiter,
+        limiter: SendRateLimiter,
         stats: SendStats,
         stopping: threading.Event,
         lease_sweeper: Callable[[], None],
@@ -177,45 +178,86 @@ class DeliverySender:
         self.stats = stats
         self.stopping = stopping
         self.sweep_leases = lease_sweeper
-        self.batch_size = int(app.config["SEND_BATCH_SIZE"])
         self.lease = timedelta(seconds=int(app.config["DELIVERY_LEASE_SECONDS"]))
+        self.batch_size = batch_size_for(
+            int(app.config["SEND_BATCH_SIZE"]),
+            float(app.config.get("SEND_MAX_RATE") or 0),
+            self.lease,
+        )
 
     def run(self, *, until_idle: bool, poll_interval: float = 1.0) -> None:
         with self.app.app_context():
             transport = open_bulk_stream_transport(self.app.config)
             sender = envelope_sender(stream_mail_from(STREAM_NEWSLETTER, self.app.config))
             links = UnsubscribeLinks()
+            recorder = OutcomeRecorder(
+                self.app,
+                lease=self.lease,
+                window=int(self.app.config.get("SEND_UNRECORDED_WINDOW") or 1),
+                on_recorded=lambda counts: self.stats.add(0, *counts),
+            )
+            outage = OUTAGE_BACKOFF_FIRST_SECONDS
             try:
                 while not self.stopping.is_set():
                     try:
-                        worked = self.run_once(transport, links, sender)
+                        worked = self.run_once(transport, links, sender, recorder)
                     except Exception:
                         log.exception("digest sending pass failed")
                         db.session.rollback()
                         worked = 0
                         if until_idle:
                             break
+                    if worked < 0:
+                        # The relay is out of reach: no try was counted; wait, longer each time.
+                        if until_idle:
+                            break
+                        self.stopping.wait(outage)
+                        outage = min(outage * 2, OUTAGE_BACKOFF_MAX_SECONDS)
+                        continue
+                    outage = OUTAGE_BACKOFF_FIRST_SECONDS
                     if not worked:
                         if until_idle:
                             break
                         self.stopping.wait(poll_interval)
             finally:
+                recorder.close()
                 transport.close()
                 db.session.remove()
 
-    def run_once(self, transport: Transport, links: UnsubscribeLinks, sender: str) -> int:
-        """Claim, send and record one batch; returns how many deliveries were claimed."""
+    def run_once(
+        self,
+        transport: Transport,
+        links: UnsubscribeLinks,
+        sender: str,
+        recorder: OutcomeRecorder,
+    ) -> int:
+        """Claim and send one batch, outcomes recorded as they come; returns how many were
+        claimed (negative when the relay was out of reach)."""
         self.sweep_leases()
-        batch = claim_deliveries(self.batch_size, lease=self.lease)
-        if not batch:
-            return 0
-        outcomes = send_batch(
-            transport, batch, self.templates, links, self.limiter, sender, self.stopping
-        )
-        sent, failed = record_outcomes(outcomes)
-        self.stats.add(len(batch), sent, failed)
+        token = new_claim_token()
+        recorder.hold(token)
+        try:
+            batch = claim_deliveries(self.batch_size, lease=self.lease, token=token)
+            if not batch:
+                return 0
+            self.stats.add(len(batch), 0, 0)
+            try:
+                reachable = send_batch(
+                    transport,
+                    batch,
+                    self.templates,
+                    links,
+                    self.limiter,
+                    sender,
+                    recorder,
+                    self.stopping,
+                )
+            finally:
+                recorder.flush()
+        finally:
+            recorder.release(token)
         finish_if_complete(batch[0].digest_id)
-        return len(batch)
+        return len(batch) if reachable else -len(batch)
 
 
 class DigestSendingPool:
@@ -226,7 +268,7 @@ class DigestSendingPool:
         self.stopping = stopping or threading.Event()
         self.stats = SendStats()
         self.templates = TemplateCache()
-        self.limiter = RateLimiter(float(app.config.get("SEND_MAX_RATE") or 0))
+        self.limiter = send_rate_limiter(app)
         self.connections = max(1, int(app.config.get("SEND_CONNECTIONS") or 1))
         self._threads: list[threading.Thread] = []
         self._sweep_lock = threading.Lock()

@@ -18,7 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import and_, exists, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from ..config import DIGEST_MAX_RELEASES, LANGUAGES
@@ -32,7 +32,7 @@ from ..models import (
     DigestStatus,
     Release,
     ScheduleStatus,
-    digest_releases,
+    release_carriers,
     utcnow,
 )
 from .releases import ENCODED_WORD, ENCODED_WORD_REFUSED, InvalidInput, iso, parse_datetime
@@ -141,32 +141,67 @@ def last_sent_at(language: str) -> datetime | None:
     )
 
 
+def _carried_in(language: str):
+    """Releases already carried by a digest of ``language`` (recorded at compose time)."""
+    return exists().where(
+        release_carriers.c.language == language, release_carriers.c.release_id == Release.id
+    )
+
+
+def first_composed_at(language: str) -> datetime | None:
+    """When the first digest of ``language`` that carried anything was composed."""
+    return db.session.scalar(
+        select(func.min(Digest.started_at))
+        .select_from(release_carriers)
+        .join(Digest, Digest.id == release_carriers.c.digest_id)
+        .where(release_carriers.c.language == language)
+    )
+
+
 def releases_for_digest(
     language: str, now: datetime, *, first_window_days: int, limit: int = DIGEST_MAX_RELEASES
 ) -> list[Release]:
-    """Releases of ``language`` published since the last digest sent in it (newest first).
+    """Releases of ``language`` not yet carried by any digest of that language (newest first).
 
-    The first digest of a language looks ``first_window_days`` back. A release already carried
-    by a sent digest is never carried again, even if its date was moved.
+    Chosen by "not yet carried", not by time windows: a release imported late with an older
+    date (a feed poll, a backdated entry) goes into the next digest, and what a cap leaves out
+    waits for the next one (the oldest go first, so nothing waits forever). The window only
+    bounds the backlog: the first digest of a language looks ``first_window_days`` back, and
+    later ones take anything published since then or created since the first digest.
     """
-    since = last_sent_at(language) or now - timedelta(days=first_window_days)
-    already_sent = exists().where(
-        digest_releases.c.release_id == Release.id,
-        digest_releases.c.digest_id == Digest.id,
-        Digest.status == DigestStatus.SENT,
-    )
+    window = timedelta(days=first_window_days)
+    began = first_composed_at(language)
+    if began is None:
+        recent = Release.published_at > now - window
+    else:
+        recent = (Release.published_at > began - window) | (Release.created_at > began)
     query = (
         select(Release)
         .where(
             Release.language == language,
-            Release.published_at > since,
             Release.published_at <= now,
-            ~already_sent,
+            recent,
+            ~_carried_in(language),
         )
-        .order_by(Release.published_at.desc(), Release.id.desc())
+        .order_by(Release.published_at.asc(), Release.id.asc())
         .limit(limit)
     )
-    return list(db.session.scalars(query))
+    chosen = list(db.session.scalars(query))
+    chosen.sort(key=lambda release: (release.published_at, release.id), reverse=True)
+    return chosen
+
+
+def lock_composition(language: str) -> None:
+    """At most one digest of a language composes at a time (held until the transaction ends).
+
+    PostgreSQL: a transaction-scoped advisory lock per language. SQLite: the caller's claim of
+    the digest row already holds the database's single write lock until commit.
+    """
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+            {"key": f"newsletter-digest-compose:{language}"},
+        )
 
 
 def default_subject(language: str, releases: list[Release], when: datetime) -> str:
@@ -181,9 +216,23 @@ def default_subject(language: str, releases: list[Release], when: datetime) -> s
 
 
 def compose_digest(digest: Digest, now: datetime, *, first_window_days: int) -> list[Release]:
-    """Attach the releases due in ``digest`` and settle its subject; returns the releases."""
+    """Attach the releases due in ``digest`` and settle its subject; returns the releases.
+
+    Each release taken is recorded in ``release_carriers`` in the same transaction, under the
+    language's composition lock, so no other digest of the language can take it again.
+    """
+    lock_composition(digest.language)
     releases = releases_for_digest(digest.language, now, first_window_days=first_window_days)
     digest.releases = releases
+    if releases:
+        db.session.flush()
+        db.session.execute(
+            insert(release_carriers),
+            [
+                {"language": digest.language, "release_id": release.id, "digest_id": digest.id}
+                for release in releases
+            ],
+        )
     if not digest.subject:
         digest.subject = default_subject(digest.language, releases, now)
     return releases
@@ -240,10 +289,14 @@ def pause_digest(digest: Digest) -> None:
     digest.paused = True
 
 
-def resume_digest(digest: Digest) -> None:
+def resume_digest(digest: Digest, now: datetime | None = None) -> None:
     if digest.status not in (DigestStatus.SCHEDULED, DigestStatus.SENDING):
         raise DigestStateError(f"A {digest.status} digest cannot be resumed.")
     digest.paused = False
+    now = now or utcnow()
+    if digest.status == DigestStatus.SCHEDULED and digest.send_at < now:
+        # Its time passed while paused: resuming means "send now", not "it was missed".
+        digest.send_at = now
 
 
 def cancel_digest(digest: Digest, now: datetime | None = None) -> int:

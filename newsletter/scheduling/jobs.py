@@ -10,6 +10,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from flask import Flask, current_app
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..delivery.digest_runs import RunOutcome, run_digest
@@ -21,7 +22,7 @@ from ..domain.digests import (
 )
 from ..domain.releases import FeedError, import_feed, read_feed_source
 from ..extensions import db
-from ..models import DigestSchedule, ScheduleStatus, utcnow
+from ..models import Digest, DigestSchedule, DigestStatus, ScheduleStatus, utcnow
 from ..observability.logs import log_context
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,51 @@ def poll_feed() -> str:
             db.session.remove()
         log.info("feed poll of %s: %s", url, report.describe())
         return report.describe()
+
+
+def run_due_now(now: datetime | None = None) -> int:
+    """Start what is due now straight from the rows, without APScheduler (call in an app
+    context); returns how many runs started.
+
+    ``worker --until-idle`` uses this when another worker holds the scheduler lease, which may
+    be a dead worker's: waiting for it would skip a due digest. It is safe alongside a live
+    leader: a digest starts through a compare-and-set on its status, and a recurring period is
+    unique on ``(schedule_id, send_at)``.
+    """
+    now = now or utcnow()
+    grace = timedelta(seconds=current_app.config["DIGEST_MISFIRE_GRACE_SECONDS"])
+    started = 0
+    due = db.session.scalars(
+        select(Digest.id).where(
+            Digest.status == DigestStatus.SCHEDULED,
+            Digest.paused.is_(False),
+            Digest.send_at <= now,
+            Digest.send_at >= now - grace,
+        )
+    ).all()
+    db.session.rollback()
+    for digest_id in due:
+        if run_digest(digest_id, now).result != "not_due":
+            started += 1
+    schedules = db.session.scalars(
+        select(DigestSchedule.id).where(DigestSchedule.status == ScheduleStatus.ACTIVE)
+    ).all()
+    db.session.rollback()
+    for schedule_id in schedules:
+        schedule = db.session.get(DigestSchedule, schedule_id)
+        try:
+            fire = latest_fire_time(schedule, now, grace)
+        except (ValueError, LookupError):
+            continue
+        if fire > now or fire < now - grace:
+            continue
+        exists = db.session.scalar(
+            select(Digest.id).where(Digest.schedule_id == schedule_id, Digest.send_at == fire)
+        )
+        db.session.rollback()
+        if exists is None and start_schedule_period(schedule_id, now) is not None:
+            started += 1
+    return started
 
 
 def record_missed_job(job_id: str, scheduled_run_time: datetime) -> None:

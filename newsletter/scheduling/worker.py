@@ -26,15 +26,21 @@ from datetime import timedelta
 from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..config import RETENTION_PURGE_INTERVAL
+from ..config import (
+    OUTAGE_BACKOFF_FIRST_SECONDS,
+    OUTAGE_BACKOFF_MAX_SECONDS,
+    RETENTION_PURGE_INTERVAL,
+)
 from ..delivery.delivery_queue import pending_delivery_count
-from ..delivery.outbox import deliver_outbox_batch, pending_outbox_count
+from ..delivery.outbox import RelayUnreachable, deliver_outbox_batch, pending_outbox_count
 from ..delivery.retention import purge_delivered_mail
+from ..delivery.send_rate import send_rate_limiter
 from ..delivery.sending_pool import DigestSendingPool
 from ..delivery.streams import StreamTransports
 from ..extensions import db
 from ..mail.transport import DeliveryError
 from ..observability.exposition import serve_worker_metrics
+from . import jobs
 from .leadership import LeaderElection, release_lease, try_acquire_lease
 from .progress import SendProgress
 from .scheduler import DigestScheduler
@@ -198,8 +204,10 @@ class Worker:
         with self.app.app_context():
             try:
                 if not try_acquire_lease(self.name, ttl):
-                    log.info("another worker runs the scheduler; only delivering")
-                    return 0
+                    # Perhaps a dead worker's lease: run what is due ourselves (safe, see
+                    # ``run_due_now``) rather than defer to a leader that may never come.
+                    log.info("another worker holds the scheduler; running due jobs directly")
+                    return jobs.run_due_now()
             finally:
                 db.session.remove()
         scheduler = DigestScheduler(self.app)
@@ -221,14 +229,24 @@ class Worker:
 
     def _outbox_loop(self, summary: WorkSummary, *, until_idle: bool) -> int:
         claimed_total = 0
+        outage = OUTAGE_BACKOFF_FIRST_SECONDS
         with self.app.app_context():
             transport = StreamTransports()
+            limiter = send_rate_limiter(self.app)  # one relay cap, digests and outbox alike
             try:
                 while not self.stopping.is_set():
                     if not until_idle:
                         summary.passes += 1
                     try:
-                        claimed = deliver_outbox_batch(transport)
+                        claimed = deliver_outbox_batch(transport, limiter=limiter)
+                    except RelayUnreachable as exc:
+                        # Nothing was counted against the messages: wait, longer each time.
+                        log.warning("relay out of reach, outbox waits %.0f s: %s", outage, exc)
+                        if until_idle:
+                            break
+                        self.stopping.wait(outage)
+                        outage = min(outage * 2, OUTAGE_BACKOFF_MAX_SECONDS)
+                        continue
                     except DeliveryError as exc:  # pragma: no cover - recorded per message
                         log.warning("delivery pass failed: %s", exc)
                         claimed = 0
@@ -236,6 +254,9 @@ class Worker:
                         db.session.rollback()
                         log.warning("outbox pass failed: %s", exc)
                         claimed = 0
+                        if not until_idle:
+                            self.stopping.wait(outage)
+                    outage = OUTAGE_BACKOFF_FIRST_SECONDS
                     summary.outbox_claimed += claimed
                     if self.progress is not None:
                         self.progress.tick()

@@ -6,7 +6,7 @@ import email
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.policy import default as default_policy
 
@@ -20,6 +20,8 @@ class ReceivedMessage:
     mail_from: str
     rcpt_tos: list[str]
     data: bytes
+    # When it arrived (monotonic clock): rate checks measure at the server (issue 10).
+    received_at: float = field(default_factory=time.monotonic)
 
     @property
     def message(self) -> EmailMessage:

@@ -1,0 +1,178 @@
+"""Outcomes written as they come, so a crash re-sends at most the messages in flight.
+
+Each sending thread hands every outcome to its ``OutcomeRecorder``, whose own thread (and own
+database connection) commits whatever has gathered, again and again: a group commit that never
+waits for a batch to end. The sender may run ahead of what is committed by at most ``window``
+messages; beyond that it waits. A SIGKILL therefore re-sends at most ``window`` recorded-in-
+memory messages plus the one on the wire, per connection.
+
+The recorder also renews the leases of the claims its sender holds, so a slow relay (a rate
+cap, a throttling server) never lets a lease lapse under a sender that is still working, and
+it never throws an outcome away: a failed write (SQLite busy, PostgreSQL restarting) is
+retried with backoff while the sender waits.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import timedelta
+
+from flask import Flask
+
+from ..extensions import db
+from ..mail.transport import DeliveryError
+from .delivery_queue import (
+    BatchOutcomes,
+    ClaimedDelivery,
+    add_digest_counts,
+    record_outcomes,
+    renew_leases,
+)
+
+log = logging.getLogger(__name__)
+
+# Backoff of the recorder when the database refuses a write: short first (a lock), then up to
+# a few seconds (a restart), never giving up while the process lives.
+RECORD_RETRY_FIRST_SECONDS = 0.05
+RECORD_RETRY_MAX_SECONDS = 2.0
+# The digests' progress counters are written at most this often (and whenever the sender
+# waits for everything to be recorded): the progress bar needs no more.
+COUNTERS_EVERY_SECONDS = 0.5
+
+
+class OutcomeRecorder:
+    """Commits one sender's outcomes continuously and keeps its claims' leases alive."""
+
+    def __init__(
+        self,
+        app: Flask,
+        *,
+        lease: timedelta,
+        window: int,
+        on_recorded=None,
+    ) -> None:
+        self.app = app
+        self.lease = lease
+        self.window = max(1, window)
+        self.renew_every = max(0.2, lease.total_seconds() / 3)
+        self.on_recorded = on_recorded
+        self._cond = threading.Condition()
+        self._pending = BatchOutcomes()
+        self._unrecorded = 0
+        self._tokens: set[str] = set()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="outcome-recorder", daemon=True)
+        self._thread.start()
+
+    # -- the sender's side --------------------------------------------------------------------
+
+    def hold(self, token: str) -> None:
+        """Keep renewing the lease of this claim until ``release``."""
+        with self._cond:
+            self._tokens.add(token)
+            self._cond.notify_all()
+
+    def release(self, token: str) -> None:
+        with self._cond:
+            self._tokens.discard(token)
+
+    def wait_for_room(self) -> None:
+        """Block while the sender is ``window`` outcomes ahead of the database."""
+        with self._cond:
+            while self._unrecorded >= self.window and self._thread.is_alive():
+                self._cond.wait(0.5)
+
+    def sent(self, delivery: ClaimedDelivery, response: str) -> None:
+        self._add(lambda pending: pending.sent.append((delivery, response)), 1)
+
+    def failed(self, delivery: ClaimedDelivery, error: DeliveryError) -> None:
+        self._add(lambda pending: pending.failed.append((delivery, error)), 1)
+
+    def untried(self, deliveries: list[ClaimedDelivery]) -> None:
+        if deliveries:
+            self._add(lambda pending: pending.untried.extend(deliveries), len(deliveries))
+
+    def flush(self) -> None:
+        """Block until every outcome handed over so far is committed."""
+        with self._cond:
+            self._cond.notify_all()
+            while self._unrecorded and self._thread.is_alive():
+                self._cond.wait(0.5)
+
+    def close(self) -> None:
+        self.flush()
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join(30)
+
+    def _add(self, append, count: int) -> None:
+        with self._cond:
+            append(self._pending)
+            self._unrecorded += count
+            self._cond.notify_all()
+
+    # -- the recorder's thread ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        with self.app.app_context():
+            try:
+                self._loop()
+            finally:
+                db.session.remove()
+
+    def _loop(self) -> None:
+        last_renewal = last_counters = time.monotonic()
+        counters: dict[int, list[int]] = {}
+        retry = RECORD_RETRY_FIRST_SECONDS
+        while True:
+            with self._cond:
+                while not len(self._pending) and not self._closing:
+                    if time.monotonic() - last_renewal >= self.renew_every and self._tokens:
+                        break
+                    self._cond.wait(self.renew_every / 2)
+                if self._closing and not len(self._pending):
+                    return
+                batch, self._pending = self._pending, BatchOutcomes()
+                tokens = list(self._tokens)
+            renew = time.monotonic() - last_renewal >= self.renew_every
+            try:
+                result = record_outcomes(batch, counters=counters) if len(batch) else (0, 0)
+            except Exception:
+                # Never drop an outcome: put it back in front and try again shortly.
+                log.warning("recording outcomes failed; retrying", exc_info=True)
+                db.session.rollback()
+                with self._cond:
+                    batch.sent += self._pending.sent
+                    batch.failed += self._pending.failed
+                    batch.untried += self._pending.untried
+                    self._pending = batch
+                time.sleep(retry)
+                retry = min(retry * 2, RECORD_RETRY_MAX_SECONDS)
+                continue
+            try:
+                with self._cond:
+                    idle = not len(self._pending)
+                due = time.monotonic() - last_counters >= COUNTERS_EVERY_SECONDS
+                if counters and (idle or due):
+                    add_digest_counts(counters)
+                    db.session.commit()
+                    counters = {}
+                    last_counters = time.monotonic()
+                if renew and tokens:
+                    renew_leases(tokens, self.lease)
+                    db.session.commit()
+                if renew:
+                    last_renewal = time.monotonic()
+            except Exception:
+                # Counters and leases are retried at the next pass; the outcomes are written.
+                log.warning("progress counters or lease renewal failed", exc_info=True)
+                db.session.rollback()
+            retry = RECORD_RETRY_FIRST_SECONDS
+            if self.on_recorded is not None and len(batch):
+                self.on_recorded(result)
+            with self._cond:
+                self._unrecorded -= len(batch)
+                self._cond.notify_all()
