@@ -10,3 +10,7 @@ def register_cli(app: Flask) -> None:
 
     for module in (worker, staff, releases, digests):
         module.register(app)
+    # Feedback loop (issue 12): the inbound listener.
+    from . import inbound
+
+    inbound.register(app)
