@@ -13,8 +13,9 @@ import base64
 import hashlib
 import hmac
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..config import RETURN_PATH_KINDS, RETURN_PATH_MAC_CHARS, RETURN_PATH_SALT
 
@@ -54,6 +55,11 @@ class ReturnPathCodec:
             hmac.new(key.encode(), RETURN_PATH_SALT.encode(), hashlib.sha256).digest()
             for key in (secret_key, *fallback_keys)
         ]
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> ReturnPathCodec:
+        """A codec from a Flask-style config (``SECRET_KEY``, ``SECRET_KEY_FALLBACKS``)."""
+        return cls(config["SECRET_KEY"], config.get("SECRET_KEY_FALLBACKS") or [])
 
     def _mac(self, key: bytes, letter: str, ident: str) -> str:
         digest = hmac.new(key, f"{letter}-{ident}".encode(), hashlib.sha256).digest()

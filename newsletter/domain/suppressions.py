@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 
@@ -28,6 +29,11 @@ class SuppressionKeys:
             hmac.new(key.encode(), SUPPRESSION_SALT.encode(), hashlib.sha256).digest()
             for key in (secret_key, *fallback_keys)
         ]
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> SuppressionKeys:
+        """Keys from a Flask-style config (``SECRET_KEY``, ``SECRET_KEY_FALLBACKS``)."""
+        return cls(config["SECRET_KEY"], config.get("SECRET_KEY_FALLBACKS") or [])
 
     def hashes(self, email_key: str) -> list[str]:
         """The address's hash under every key, current key first."""
@@ -46,6 +52,23 @@ def is_suppressed(keys: SuppressionKeys, email_key: str) -> bool:
         ).first()
         is not None
     )
+
+
+def suppressed_keys(keys: SuppressionKeys, email_keys: Iterable[str]) -> set[str]:
+    """Which of ``email_keys`` are on the list (for imports and sending: one query a chunk)."""
+    by_hash: dict[str, str] = {}
+    for email_key in email_keys:
+        for digest in keys.hashes(email_key):
+            by_hash[digest] = email_key
+    found: set[str] = set()
+    hashes = list(by_hash)
+    for start in range(0, len(hashes), 500):
+        chunk = hashes[start : start + 500]
+        for digest in db.session.scalars(
+            select(Suppression.address_hash).where(Suppression.address_hash.in_(chunk))
+        ):
+            found.add(by_hash[digest])
+    return found
 
 
 def suppress(keys: SuppressionKeys, email_key: str, reason: str, detail: str | None) -> bool:

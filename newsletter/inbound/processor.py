@@ -44,13 +44,11 @@ log = logging.getLogger(__name__)
 
 def return_path_codec() -> ReturnPathCodec:
     """The codec built from the app's keys (current key signs, fallbacks still verify)."""
-    config = current_app.config
-    return ReturnPathCodec(config["SECRET_KEY"], config.get("SECRET_KEY_FALLBACKS") or [])
+    return ReturnPathCodec.from_config(current_app.config)
 
 
 def suppression_keys() -> SuppressionKeys:
-    config = current_app.config
-    return SuppressionKeys(config["SECRET_KEY"], config.get("SECRET_KEY_FALLBACKS") or [])
+    return SuppressionKeys.from_config(current_app.config)
 
 
 def store_inbound(
