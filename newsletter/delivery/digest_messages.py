@@ -52,6 +52,8 @@ def render_digest_template(
         mail_from=current_app.config["MAIL_FROM"],
         headers=headers,
         mailto_unsubscribe=mailto,
+        # VERP (issue 12): each recipient's mailto names that subscriber.
+        personal_mailto=bool(current_app.config.get("BOUNCE_ADDRESS")),
     )
 
 

@@ -19,10 +19,11 @@ from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from ..config import CLAIM_LEASE, OUTBOX_BACKOFF_BASE, OUTBOX_BACKOFF_CAP, OUTBOX_MAX_ATTEMPTS
 from ..domain.addresses import address_key
 from ..extensions import db
-from ..mail.message import build_message_bytes, envelope_sender, message_bytes
+from ..mail.message import build_message_bytes, message_bytes
 from ..mail.render import render_email
 from ..mail.transport import DeliveryError, Transport
 from ..models import OutboxMessage, OutboxStatus, utcnow
+from .return_paths import ReturnPaths
 
 log = logging.getLogger(__name__)
 
@@ -143,9 +144,10 @@ def deliver_outbox_batch(transport: Transport, limit: int = 50) -> int:
     claimed = claim_outbox_batch(limit)
     if not claimed:
         return 0
-    sender = envelope_sender(current_app.config["MAIL_FROM"])
+    return_paths = ReturnPaths(current_app.config)
     for message in claimed:
         try:
+            sender = return_paths.outbox_sender(message.id)
             accepted = transport.send(sender, message.recipient, message.data)
         except DeliveryError as exc:
             _record_failure(message.id, exc)

@@ -33,6 +33,7 @@ from .delivery_queue import (
     release_expired_leases,
 )
 from .digest_messages import UnsubscribeLinks, message_id
+from .return_paths import ReturnPaths
 
 # How often a process puts back deliveries whose worker died (their lease lapsed).
 LEASE_SWEEP_SECONDS = 5.0
@@ -104,6 +105,7 @@ def send_batch(
     limiter: RateLimiter,
     sender: str,
     stopping: threading.Event | None = None,
+    return_paths: ReturnPaths | None = None,
 ) -> BatchOutcomes:
     """Personalise and send each claimed delivery; nothing is written to the database here."""
     outcomes = BatchOutcomes()
@@ -122,11 +124,17 @@ def send_batch(
                 name=delivery.name,
                 unsubscribe_url=links.url(delivery.subscriber_id, delivery.email_key),
                 message_id=message_id(delivery.digest_id, delivery.subscriber_id, prepared),
+                unsubscribe_mailto=(
+                    return_paths.unsubscribe_mailbox(delivery.subscriber_id) or ""
+                    if return_paths
+                    else ""
+                ),
             )
         )
+        envelope = return_paths.delivery_sender(delivery.id) if return_paths else sender
         limiter.wait()
         try:
-            accepted = _send_with_one_reconnect(transport, sender, delivery.email, data)
+            accepted = _send_with_one_reconnect(transport, envelope, delivery.email, data)
         except DeliveryError as exc:
             if exc.temporary and exc.code is None:
                 # The server is out of reach: the rest of the batch would fail the same way.
@@ -205,7 +213,8 @@ class DeliverySender:
         if not batch:
             return 0
         outcomes = send_batch(
-            transport, batch, self.templates, links, self.limiter, sender, self.stopping
+            transport, batch, self.templates, links, self.limiter, sender, self.stopping,
+            return_paths=ReturnPaths(self.app.config),
         )
         sent, failed = record_outcomes(outcomes)
         self.stats.add(len(batch), sent, failed)
