@@ -145,7 +145,7 @@ BOUNCE_MAILBOX_DONE_FOLDER = "Processed"
 IMAP_TIMEOUT_SECONDS = 30
 # SNS signing certificates are only fetched from these hosts (over HTTPS): a payload cannot
 # point us at a certificate of its own making.
-SNS_CERT_HOST_PATTERN = r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$"
+SNS_ALLOWED_URL_PATTERN = r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/"
 WEBHOOK_FETCH_TIMEOUT_SECONDS = 10
 WEBHOOK_MAX_CERT_BYTES = 64 * 1024
 
@@ -231,6 +231,8 @@ def load_settings(instance_path: Path, environ: dict[str, str] | None = None) ->
         "BOUNCE_MAILBOX_URL": env.get("NEWSLETTER_BOUNCE_MAILBOX_URL") or "",
         "POSTMARK_WEBHOOK_TOKEN": env.get("NEWSLETTER_POSTMARK_WEBHOOK_TOKEN") or "",
         "SES_TOPIC_ARNS": _list(env.get("NEWSLETTER_SES_TOPIC_ARNS")),
+        # Where SNS certificates and SubscribeURLs may be fetched from (tests point it home).
+        "SNS_ALLOWED_URL": SNS_ALLOWED_URL_PATTERN,
         "MAX_CONTENT_LENGTH": MAX_CONTENT_LENGTH,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
