@@ -132,3 +132,30 @@ def test_console_counts_bounces_and_complaints_per_digest_and_on_the_dashboard(
     assert re.search(r'data-count="complaints">1<', dashboard)
     digest_page = staff_client.get(f"/admin/digests/{digest_id}").get_data(as_text=True)
     assert "Came back: 1 bounces (hard 1), 0 complaints." in digest_page
+
+
+def test_a_suppressed_address_is_skipped_at_send(app, mailbox, run_worker):
+    """Defence in depth: even a confirmed row whose address is on the list gets nothing."""
+    from newsletter.domain.digests import create_digest
+    from newsletter.domain.suppressions import SuppressionKeys, suppress
+    from newsletter.models import Delivery
+    from newsletter.scheduling.jobs import run_digest
+    from tests.support.digests import add_release, add_subscribers
+
+    with app.app_context():
+        add_subscribers(3, language="en", prefix="reader")
+        add_release(language="en")
+        suppress(SuppressionKeys(TEST_SECRET_KEY), "reader-1@example.org", "complaint", "test")
+        digest = create_digest({"language": "en"})
+        db.session.commit()
+        assert run_digest(digest.id).result == "sending"
+    run_worker()
+    messages = mailbox.wait_for(2)
+    assert sorted(m.to for m in messages) == ["reader-0@example.org", "reader-2@example.org"]
+    with app.app_context():
+        skipped = db.session.execute(
+            select(Delivery.status, Delivery.smtp_response)
+            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .where(Subscriber.email == "reader-1@example.org")
+        ).one()
+        assert skipped.status == "failed" and skipped.smtp_response.startswith("suppressed")

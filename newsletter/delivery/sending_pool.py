@@ -15,6 +15,7 @@ from sqlalchemy import (
     select,
 )
 
+from ..domain.suppressions import SuppressionKeys, suppressed_keys
 from ..extensions import db
 from ..mail.bulk import open_bulk_transport
 from ..mail.message import envelope_sender
@@ -34,6 +35,8 @@ from .delivery_queue import (
 )
 from .digest_messages import UnsubscribeLinks, message_id
 from .return_paths import ReturnPaths
+
+SUPPRESSED = "suppressed: the address hard-bounced or complained"
 
 # How often a process puts back deliveries whose worker died (their lease lapsed).
 LEASE_SWEEP_SECONDS = 5.0
@@ -106,6 +109,7 @@ def send_batch(
     sender: str,
     stopping: threading.Event | None = None,
     return_paths: ReturnPaths | None = None,
+    suppressed: frozenset[str] | set[str] = frozenset(),
 ) -> BatchOutcomes:
     """Personalise and send each claimed delivery; nothing is written to the database here."""
     outcomes = BatchOutcomes()
@@ -118,6 +122,10 @@ def send_batch(
         if delivery.digest_id != digest_id:
             digest_id = delivery.digest_id
             prepared = templates.get(digest_id)
+        if delivery.email_key in suppressed:
+            # On the suppression list (hard bounce, complaint): never sent, recorded failed.
+            outcomes.failed.append((delivery, DeliveryError(SUPPRESSED, temporary=False)))
+            continue
         data = prepared.personalise(
             Recipient(
                 address=delivery.email,
@@ -215,6 +223,9 @@ class DeliverySender:
         outcomes = send_batch(
             transport, batch, self.templates, links, self.limiter, sender, self.stopping,
             return_paths=ReturnPaths(self.app.config),
+            suppressed=suppressed_keys(
+                SuppressionKeys.from_config(self.app.config), [d.email_key for d in batch]
+            ),
         )
         sent, failed = record_outcomes(outcomes)
         self.stats.add(len(batch), sent, failed)
