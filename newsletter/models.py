@@ -387,3 +387,20 @@ apscheduler_jobs = Table(
     Column("next_run_time", Float(25), index=True),
     Column("job_state", LargeBinary, nullable=False),
 )
+
+
+# Security (issue 11) -------------------------------------------------------------------------
+
+
+class LoginThrottle(db.Model):
+    """Failed logins counted per (account, client address) and per account, with the time
+    before which a throttled client may not try again. Rows are keyed ``a:<user id>`` and
+    ``a:<user id>:<ip>``; an attempt is counted before the password is checked, in one
+    guarded UPDATE, so simultaneous guesses cannot all slip through."""
+
+    __tablename__ = "login_throttles"
+
+    key: Mapped[str] = mapped_column(String(120), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[datetime | None] = mapped_column(DateTime)
+    blocked_until: Mapped[datetime | None] = mapped_column(DateTime)

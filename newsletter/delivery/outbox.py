@@ -24,6 +24,13 @@ from ..mail.render import render_email
 from ..mail.transport import DeliveryError, Transport
 from ..models import OutboxMessage, OutboxStatus, utcnow
 from .return_paths import ReturnPaths
+from .streams import (
+    STREAM_TRANSACTIONAL,
+    StreamTransports,
+    feedback_id,
+    stream_for_kind,
+    stream_mail_from,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +78,16 @@ def queue_email(
 ) -> int:
     """Render ``templates/emails/<template>.{txt,html}`` and queue it for the address ``to``."""
     rendered = render_email(template, language, **context)
-    all_headers = {"Auto-Submitted": "auto-generated", **(headers or {})}
+    stream = stream_for_kind(kind)
+    all_headers = {
+        "Auto-Submitted": "auto-generated",
+        "Feedback-ID": feedback_id(kind, stream),
+        **(headers or {}),
+    }
     # Serialised directly: the email package's builder was most of a subscribe request's cost.
     data = build_message_bytes(
         rendered,
-        mail_from=current_app.config["MAIL_FROM"],
+        mail_from=stream_mail_from(stream),
         to=to,
         to_name=to_name,
         extra_headers=all_headers,
@@ -88,6 +100,11 @@ class ClaimedMessage:
     id: int
     recipient: str
     data: bytes
+    kind: str = ""
+
+    @property
+    def stream(self) -> str:
+        return stream_for_kind(self.kind) if self.kind else STREAM_TRANSACTIONAL
 
 
 def backoff(attempts: int) -> timedelta:
@@ -129,26 +146,42 @@ def claim_outbox_batch(limit: int, now: datetime | None = None) -> list[ClaimedM
             lease_expires_at=now + CLAIM_LEASE,
             attempts=OutboxMessage.attempts + 1,
         )
-        .returning(OutboxMessage.id, OutboxMessage.recipient, OutboxMessage.message)
+        .returning(
+            OutboxMessage.id, OutboxMessage.recipient, OutboxMessage.message, OutboxMessage.kind
+        )
         .execution_options(synchronize_session=False)
     ).all()
     db.session.commit()
     return sorted(
-        (ClaimedMessage(id=row[0], recipient=row[1], data=bytes(row[2])) for row in rows),
+        (
+            ClaimedMessage(id=row[0], recipient=row[1], data=bytes(row[2]), kind=row[3])
+            for row in rows
+        ),
         key=lambda claimed: claimed.id,
     )
 
 
-def deliver_outbox_batch(transport: Transport, limit: int = 50) -> int:
-    """Claim and send one batch; returns how many messages were claimed."""
+def deliver_outbox_batch(transport: Transport | StreamTransports, limit: int = 50) -> int:
+    """Claim and send one batch; returns how many messages were claimed. Each message goes
+    through its stream's transport, with its stream's return path."""
     claimed = claim_outbox_batch(limit)
     if not claimed:
         return 0
     return_paths = ReturnPaths(current_app.config)
+    streams = (
+        transport
+        if isinstance(transport, StreamTransports)
+        else StreamTransports.wrapping(transport)
+    )
     for message in claimed:
+        stream = message.stream
         try:
-            sender = return_paths.outbox_sender(message.id)
-            accepted = transport.send(sender, message.recipient, message.data)
+            sender = (
+                return_paths.outbox_sender(message.id)
+                if return_paths.personal
+                else streams.sender(stream)
+            )
+            accepted = streams.transport(stream).send(sender, message.recipient, message.data)
         except DeliveryError as exc:
             _record_failure(message.id, exc)
             if exc.temporary and exc.code is None:

@@ -17,7 +17,6 @@ from sqlalchemy import (
 
 from ..domain.suppressions import SuppressionKeys, suppressed_keys
 from ..extensions import db
-from ..mail.bulk import open_bulk_transport
 from ..mail.message import envelope_sender
 from ..mail.prepared import PreparedMessage, Recipient
 from ..mail.transport import DeliveryError, Transport
@@ -35,6 +34,7 @@ from .delivery_queue import (
 )
 from .digest_messages import UnsubscribeLinks, message_id
 from .return_paths import ReturnPaths
+from .streams import STREAM_NEWSLETTER, open_bulk_stream_transport, stream_mail_from
 
 SUPPRESSED = "suppressed: the address hard-bounced or complained"
 
@@ -139,7 +139,8 @@ def send_batch(
                 ),
             )
         )
-        envelope = return_paths.delivery_sender(delivery.id) if return_paths else sender
+        personal = return_paths is not None and return_paths.personal
+        envelope = return_paths.delivery_sender(delivery.id) if personal else sender
         limiter.wait()
         try:
             accepted = _send_with_one_reconnect(transport, envelope, delivery.email, data)
@@ -193,8 +194,8 @@ class DeliverySender:
 
     def run(self, *, until_idle: bool, poll_interval: float = 1.0) -> None:
         with self.app.app_context():
-            transport = open_bulk_transport(self.app.config["MAIL_URL"])
-            sender = envelope_sender(self.app.config["MAIL_FROM"])
+            transport = open_bulk_stream_transport(self.app.config)
+            sender = envelope_sender(stream_mail_from(STREAM_NEWSLETTER, self.app.config))
             links = UnsubscribeLinks()
             try:
                 while not self.stopping.is_set():
