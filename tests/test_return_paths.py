@@ -142,3 +142,38 @@ def test_without_a_bounce_address_the_envelope_sender_is_mail_from(app, mailbox,
         assert "<mailto:news@example.org?subject=unsubscribe>" in message.header(
             "List-Unsubscribe"
         )
+
+
+def test_signed_digests_keep_their_own_return_path_and_personal_mailto(
+    make_app, mailbox, tmp_path
+):
+    """DKIM (the outgoing half) and VERP together: the personal mailto is inside the signed
+    List-Unsubscribe, and each message still has its own envelope sender."""
+    import dkim
+
+    from newsletter.mail.dkim import generate_key
+    from newsletter.scheduling.worker import Worker
+    from tests.test_dkim import DOMAIN, SELECTOR, dns_for, signed_headers
+
+    key_file = tmp_path / "rsa.pem"
+    key_file.write_bytes(generate_key("rsa").pem())
+    app = make_app(
+        BOUNCE_ADDRESS=BOUNCE_ADDRESS,
+        DKIM_DOMAIN=DOMAIN,
+        DKIM_SELECTOR=SELECTOR,
+        DKIM_KEY_FILE=str(key_file),
+    )
+    with app.app_context():
+        add_subscribers(2, language="en", prefix="signed")
+        add_release(language="en")
+        start_digest()
+    Worker(app, name="verp-dkim-worker").run(until_idle=True)
+    messages = mailbox.wait_for(2)
+    codec = ReturnPathCodec(TEST_SECRET_KEY)
+    assert len({m.mail_from for m in messages}) == 2
+    for message in messages:
+        assert dkim.verify(message.data, dnsfunc=dns_for(key_file))
+        assert "list-unsubscribe" in signed_headers(message.data)
+        [mailto] = MAILTO_RE.findall(message.header("List-Unsubscribe"))
+        assert codec.read_address(BOUNCE_ADDRESS, mailto).kind == "subscriber"
+        assert codec.read_address(BOUNCE_ADDRESS, message.mail_from).kind == "delivery"
