@@ -179,6 +179,37 @@ LOGIN_LOCK_DURATION = timedelta(minutes=15)
 ACCOUNT_NOTICES_PER_ADDRESS_PER_DAY = 3
 
 
+# Feedback loop (issue 12, return half): VERP return paths, inbound bounces/complaints/mailto
+# unsubscribes, suppression list. Every key is derived from SECRET_KEY with its own salt, so a
+# return-path token can never pass for a link token or a suppression hash, and the reverse.
+RETURN_PATH_SALT = "newsletter.return-path"
+# 10 base32 characters = 50 bits of HMAC: short enough for a local part (RFC 5321: 64 octets),
+# far beyond guessing by mail (each guess is one message to our MX).
+RETURN_PATH_MAC_CHARS = 10
+# Token kinds: a digest delivery, an outbox message, a subscriber (the personal mailto).
+RETURN_PATH_KINDS = {"d": "delivery", "o": "outbox", "u": "subscriber"}
+SUPPRESSION_SALT = "newsletter.suppression"
+# Soft bounces (4.x.x) decay like Mailman's bounce score: only those of the last
+# SOFT_BOUNCE_WINDOW count, and this many of them make the subscriber bounced.
+SOFT_BOUNCES_BEFORE_BOUNCED = 3
+SOFT_BOUNCE_WINDOW = timedelta(days=14)
+# Inbound mail kept for staff (unknown kinds, failed processing) is cut at this size; the
+# listener refuses anything larger than INBOUND_MAX_MESSAGE_BYTES at DATA (552).
+INBOUND_RAW_KEEP_BYTES = 64 * 1024
+INBOUND_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
+# Messages whose processing failed are retried this many times (then left for staff).
+INBOUND_MAX_ATTEMPTS = 5
+# The IMAP poller: how often the worker polls, and where handled mail goes.
+BOUNCE_MAILBOX_POLL_SECONDS = 60
+BOUNCE_MAILBOX_DONE_FOLDER = "Processed"
+IMAP_TIMEOUT_SECONDS = 30
+# SNS signing certificates are only fetched from these hosts (over HTTPS): a payload cannot
+# point us at a certificate of its own making.
+SNS_ALLOWED_URL_PATTERN = r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/"
+WEBHOOK_FETCH_TIMEOUT_SECONDS = 10
+WEBHOOK_MAX_CERT_BYTES = 64 * 1024
+
+
 def _bool(value: str | None, default: bool) -> bool:
     if value is None or value == "":
         return default
@@ -264,6 +295,13 @@ def load_settings(instance_path: Path, environ: dict[str, str] | None = None) ->
         # that stops renewing (killed, frozen) is replaced after this long.
         # Longer than SQLite's lock wait (15 s), so a holder stuck behind a lock keeps it.
         "SCHEDULER_LEASE_SECONDS": float(env.get("NEWSLETTER_SCHEDULER_LEASE_SECONDS") or 30),
+        # Feedback loop (issue 12): VERP base address, IMAP bounce mailbox, webhook secrets.
+        "BOUNCE_ADDRESS": env.get("NEWSLETTER_BOUNCE_ADDRESS") or "",
+        "BOUNCE_MAILBOX_URL": env.get("NEWSLETTER_BOUNCE_MAILBOX_URL") or "",
+        "POSTMARK_WEBHOOK_TOKEN": env.get("NEWSLETTER_POSTMARK_WEBHOOK_TOKEN") or "",
+        "SES_TOPIC_ARNS": _list(env.get("NEWSLETTER_SES_TOPIC_ARNS")),
+        # Where SNS certificates and SubscribeURLs may be fetched from (tests point it home).
+        "SNS_ALLOWED_URL": SNS_ALLOWED_URL_PATTERN,
         "MAX_CONTENT_LENGTH": MAX_CONTENT_LENGTH,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

@@ -69,6 +69,8 @@ class Subscriber(db.Model):
     unsubscribe_method: Mapped[str | None] = mapped_column(String(32))
     bounced_at: Mapped[datetime | None] = mapped_column(DateTime)
     hard_bounces: Mapped[int] = mapped_column(Integer, default=0)
+    # Why consent ended when it was not the subscriber's own click (a complaint, a bounce).
+    unsubscribe_reason: Mapped[str | None] = mapped_column(String(300))
 
     __table_args__ = (Index("ix_subscribers_status_language", "status", "language", "id"),)
 
@@ -349,6 +351,66 @@ class SchedulerLease(db.Model):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str] = mapped_column(String(200))
     expires_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class InboundKind(enum.StrEnum):
+    """What an inbound message turned out to be."""
+
+    PENDING = "pending"  # stored, not yet processed
+    HARD_BOUNCE = "hard_bounce"
+    SOFT_BOUNCE = "soft_bounce"
+    COMPLAINT = "complaint"
+    UNSUBSCRIBE = "unsubscribe"
+    UNKNOWN = "unknown"
+
+
+class InboundMessage(db.Model):
+    """One message that came back (listener, IMAP, webhook): what it was and what it changed.
+
+    Stored raw before processing, so a crash while processing loses nothing; the raw bytes are
+    dropped once it is understood and kept (capped) when it is not, for staff.
+    """
+
+    __tablename__ = "inbound_messages"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    source: Mapped[str] = mapped_column(String(16))  # smtp, lmtp, imap, ses, postmark
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    envelope_from: Mapped[str | None] = mapped_column(String(320))
+    recipients: Mapped[str | None] = mapped_column(String(2000))
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary)
+    kind: Mapped[str] = mapped_column(String(16), default=InboundKind.PENDING)
+    # What the message changed, in words for staff ("subscriber 12 bounced", "nothing").
+    outcome: Mapped[str | None] = mapped_column(String(500))
+    status_code: Mapped[str | None] = mapped_column(String(16))  # DSN Status, e.g. 5.1.1
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="SET NULL"), index=True
+    )
+    digest_id: Mapped[int | None] = mapped_column(
+        ForeignKey("digests.id", ondelete="SET NULL"), index=True
+    )
+    processed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(String(500))
+
+    __table_args__ = (Index("ix_inbound_messages_kind_received_at", "kind", "received_at"),)
+
+
+class Suppression(db.Model):
+    """An address that must not be mailed again (hard bounce, complaint).
+
+    Only a keyed hash of the case-folded address is kept, so erasing a subscriber erases the
+    address while the suppression still works.
+    """
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    address_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    reason: Mapped[str] = mapped_column(String(32))  # hard_bounce, complaint
+    detail: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
 # APScheduler's job store table, declared here so the schema comes only from migrations.

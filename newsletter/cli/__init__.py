@@ -16,3 +16,7 @@ def register_cli(app: Flask) -> None:
 
     dkim.register(app)
     mail.register(app)
+    # Feedback loop (issue 12): the inbound listener.
+    from . import inbound
+
+    inbound.register(app)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from flask import current_app
+
 from ..domain.subscriptions import preferences_token_for, unsubscribe_token
 from ..mail.prepared import LINK_MARKER, UNSUBSCRIBE_MARKER, PreparedMessage, build_template
 from ..mail.render import render_email
@@ -64,6 +66,8 @@ def render_digest_template(
         mail_from=stream_mail_from(STREAM_NEWSLETTER),
         headers=headers,
         mailto_unsubscribe=mailto,
+        # VERP (issue 12): each recipient's mailto names that subscriber.
+        personal_mailto=bool(current_app.config.get("BOUNCE_ADDRESS")),
     )
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 
+from flask import current_app
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 
 from ..config import (
@@ -30,6 +31,7 @@ from ..mail.render import render_email
 from ..mail.transport import DeliveryError, Transport
 from ..models import OutboxMessage, OutboxStatus, utcnow
 from ..observability import instruments
+from .return_paths import ReturnPaths
 from .streams import (
     STREAM_TRANSACTIONAL,
     StreamTransports,
@@ -221,6 +223,7 @@ def deliver_outbox_batch(
     claimed = claim_outbox_batch(limit)
     if not claimed:
         return 0
+    return_paths = ReturnPaths(current_app.config)
     streams = (
         transport
         if isinstance(transport, StreamTransports)
@@ -231,10 +234,13 @@ def deliver_outbox_batch(
         if limiter is not None:
             limiter.wait(message.recipient)
         try:
+            sender = (
+                return_paths.outbox_sender(message.id)
+                if return_paths.personal
+                else streams.sender(stream)
+            )
             with instruments.smtp_timer("transactional"):
-                accepted = streams.transport(stream).send(
-                    streams.sender(stream), message.recipient, message.data
-                )
+                accepted = streams.transport(stream).send(sender, message.recipient, message.data)
         except DeliveryError as exc:
             if exc.temporary and exc.code is None:
                 # Out of reach (refused, timed out): only a server's answer costs a try.

@@ -16,6 +16,7 @@ from sqlalchemy import (
 )
 
 from ..config import OUTAGE_BACKOFF_FIRST_SECONDS, OUTAGE_BACKOFF_MAX_SECONDS
+from ..domain.suppressions import SuppressionKeys, suppressed_keys
 from ..extensions import db
 from ..mail.message import envelope_sender
 from ..mail.prepared import PreparedMessage, Recipient
@@ -35,9 +36,12 @@ from .delivery_queue import (
 )
 from .digest_messages import UnsubscribeLinks, message_id
 from .outcome_recorder import OutcomeRecorder
+from .return_paths import ReturnPaths
 from .send_rate import Pacer as RateLimiter  # noqa: F401 - the old name, re-exported
 from .send_rate import SendRateLimiter, send_rate_limiter
 from .streams import STREAM_NEWSLETTER, open_bulk_stream_transport, stream_mail_from
+
+SUPPRESSED = "suppressed: the address hard-bounced or complained"
 
 # How often a process puts back deliveries whose worker died (their lease lapsed).
 LEASE_SWEEP_SECONDS = 5.0
@@ -91,6 +95,8 @@ def send_batch(
     sender: str,
     recorder: OutcomeRecorder,
     stopping: threading.Event | None = None,
+    return_paths: ReturnPaths | None = None,
+    suppressed: frozenset[str] | set[str] = frozenset(),
 ) -> bool:
     """Personalise and send each claimed delivery, handing each outcome to ``recorder`` as it
     comes. Returns False when the server was out of reach (the rest went back untried)."""
@@ -100,6 +106,10 @@ def send_batch(
         if stopping is not None and stopping.is_set():
             recorder.untried(batch[index:])
             return True
+        if delivery.email_key in suppressed:
+            # On the suppression list (hard bounce, complaint): never sent, recorded failed.
+            recorder.failed(delivery, DeliveryError(SUPPRESSED, temporary=False))
+            continue
         try:
             if delivery.digest_id != digest_id:
                 digest_id = delivery.digest_id
@@ -111,6 +121,11 @@ def send_batch(
                     unsubscribe_url=links.url(delivery.subscriber_id, delivery.email_key),
                     link_url=links.preferences_url(delivery.subscriber_id, delivery.email_key),
                     message_id=message_id(delivery.digest_id, delivery.subscriber_id, prepared),
+                    unsubscribe_mailto=(
+                        return_paths.unsubscribe_mailbox(delivery.subscriber_id) or ""
+                        if return_paths
+                        else ""
+                    ),
                 )
             )
         except Exception as exc:  # noqa: BLE001 - one bad row must not cost the others
@@ -118,12 +133,14 @@ def send_batch(
             log.exception("delivery %s could not be prepared", delivery.id)
             recorder.failed(delivery, DeliveryError(f"could not prepare: {exc}", temporary=True))
             continue
+        personal = return_paths is not None and return_paths.personal
+        envelope = return_paths.delivery_sender(delivery.id) if personal else sender
         # Never more than the recorder's window ahead of what the database knows.
         recorder.wait_for_room()
         limiter.wait(delivery.email)
         try:
             with log_context(digest_id=delivery.digest_id, delivery_id=delivery.id):
-                accepted = _send_with_one_reconnect(transport, sender, delivery.email, data)
+                accepted = _send_with_one_reconnect(transport, envelope, delivery.email, data)
         except DeliveryError as exc:
             if exc.temporary and exc.code is None:
                 # The server is out of reach: the rest of the batch would fail the same way.
@@ -251,6 +268,11 @@ class DeliverySender:
                     sender,
                     recorder,
                     self.stopping,
+                    return_paths=ReturnPaths(self.app.config),
+                    suppressed=suppressed_keys(
+                        SuppressionKeys.from_config(self.app.config),
+                        [delivery.email_key for delivery in batch],
+                    ),
                 )
             finally:
                 recorder.flush()

@@ -25,6 +25,7 @@ from ..mail.render import render_email
 from ..models import Subscriber
 from .links import public_url_for, token_url
 from .outbox import queue_email, queue_message
+from .return_paths import ReturnPaths
 from .signing import app_signer
 from .streams import STREAM_TRANSACTIONAL, feedback_id, stream_mail_from
 
@@ -77,7 +78,11 @@ def newsletter_headers(subscriber_id: int, email_key: str) -> tuple[dict[str, st
     token = unsubscribe_token(signer, subscriber_id, email_key)
     unsubscribe_url = public_url_for("public.unsubscribe", token=token)
     config = current_app.config
-    mailbox = config.get("UNSUBSCRIBE_MAILTO") or envelope_sender(config["MAIL_FROM"])
+    mailbox = (
+        ReturnPaths(config).unsubscribe_mailbox(subscriber_id)
+        or config.get("UNSUBSCRIBE_MAILTO")
+        or envelope_sender(config["MAIL_FROM"])
+    )
     mailto = f"mailto:{mailbox}?subject=unsubscribe"
     headers = {
         "List-Unsubscribe": f"<{unsubscribe_url}>, <{mailto}>",

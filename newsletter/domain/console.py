@@ -27,6 +27,7 @@ from ..extensions import db
 from ..models import Digest, Subscriber, SubscriberStatus, utcnow
 from .addresses import InvalidAddress, normalise_address
 from .subscriptions import InvalidField, clean_language, clean_text
+from .suppressions import SuppressionKeys, suppressed_keys
 from .wording import translatable
 
 STATUSES = tuple(status.value for status in SubscriberStatus)
@@ -345,7 +346,9 @@ def _existing_by_key(keys: list[str]) -> dict[str, Subscriber]:
     return found
 
 
-def plan_subscriber_import(text: str, default_language: str) -> ImportPlan:
+def plan_subscriber_import(
+    text: str, default_language: str, suppression: SuppressionKeys | None = None
+) -> ImportPlan:
     """Read the CSV and decide, row by row, what importing it would do. Writes nothing.
 
     Columns (header row required, any order): ``email`` and optionally ``name``,
@@ -408,6 +411,12 @@ def plan_subscriber_import(text: str, default_language: str) -> ImportPlan:
             row.outcome = RowOutcome.UNCHANGED
             row.reason = "already_listed"
             row.details = {"status": subscriber.status}
+    if suppression is not None:
+        # Hard-bounced or complained (even if the subscriber row was erased since): refused.
+        blocked = suppressed_keys(suppression, [r.email_key for r in plan.rows if r.outcome.writes])
+        for row in plan.rows:
+            if row.outcome.writes and row.email_key in blocked:
+                row.outcome, row.reason = RowOutcome.REFUSED, "suppressed"
     return plan
 
 

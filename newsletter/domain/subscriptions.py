@@ -28,6 +28,7 @@ from ..models import Subscriber, SubscriberStatus, utcnow
 from ..observability import instruments
 from .addresses import Address
 from .mail_caps import cap_window_start, emails_sent_since, under_daily_cap
+from .suppressions import SuppressionKeys, is_suppressed
 from .tokens import TokenResult, TokenSigner
 from .wording import ExplainedError, translatable
 
@@ -165,9 +166,16 @@ def subscribe(
     language: str,
     name: str | None,
     consent: Consent,
+    suppression: SuppressionKeys | None = None,
 ) -> SubscribeOutcome:
-    """Record a subscription request; a confirmed address stays confirmed and hears nothing."""
+    """Record a subscription request; a confirmed address stays confirmed and hears nothing.
+
+    With ``suppression`` keys, an address on the suppression list (hard bounce, complaint) is
+    refused silently: nothing stored, no email, and the caller answers as for any address.
+    """
     name = clean_text(name, "name", MAX_NAME_LENGTH)
+    if suppression is not None and is_suppressed(suppression, address.key):
+        return SubscribeOutcome(None, send_confirmation=False)
     now = utcnow()
     session = db.session
     row = session.execute(

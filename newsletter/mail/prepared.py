@@ -48,6 +48,9 @@ SLOT_LINK_TEXT = "link_text"
 SLOT_LINK_HTML = "link_html"
 SLOT_NAME_TEXT = "name_text"
 SLOT_NAME_HTML = "name_html"
+# The address of a personal List-Unsubscribe mailto (VERP, issue 12); last, so templates
+# stored before it keep their slot numbers.
+SLOT_UNSUBSCRIBE_MAILTO = "unsubscribe_mailto"
 SLOTS = (
     SLOT_TO,
     SLOT_MESSAGE_ID,
@@ -59,6 +62,7 @@ SLOTS = (
     SLOT_LINK_HTML,
     SLOT_NAME_TEXT,
     SLOT_NAME_HTML,
+    SLOT_UNSUBSCRIBE_MAILTO,
 )
 _SLOT_INDEX = {name: index for index, name in enumerate(SLOTS)}
 # Body markers and the slot each becomes in the text part and in the HTML part.
@@ -112,12 +116,14 @@ def build_template(
     headers: Mapping[str, str] | None = None,
     mailto_unsubscribe: str | None = None,
     list_unsubscribe: bool = True,
+    personal_mailto: bool = False,
 ) -> bytes:
     """Serialise ``rendered`` (text and HTML carrying the body markers) into a template.
 
     ``headers`` are the headers every recipient gets (List-Id, List-Unsubscribe-Post...);
     ``List-Unsubscribe`` is built here from the per-recipient URL and ``mailto_unsubscribe``,
     unless ``list_unsubscribe`` is false (a transactional email, not a newsletter).
+    With ``personal_mailto`` the mailto's address is a per-recipient slot instead.
     """
     boundary = "=_" + secrets.token_hex(16)  # "=_" never occurs in quoted-printable text
     head = [
@@ -129,7 +135,10 @@ def build_template(
     ]
     if list_unsubscribe:
         unsubscribe = b"List-Unsubscribe: <" + _slot(SLOT_UNSUBSCRIBE_HEADER) + b">"
-        if mailto_unsubscribe:
+        if personal_mailto:
+            mailto = b"mailto:" + _slot(SLOT_UNSUBSCRIBE_MAILTO) + b"?subject=unsubscribe"
+            unsubscribe += b",\r\n <" + mailto + b">"
+        elif mailto_unsubscribe:
             unsubscribe += b",\r\n <" + mailto_unsubscribe.encode("ascii") + b">"
         head.append(unsubscribe + b"\r\n")
     for name, value in (headers or {}).items():
@@ -186,6 +195,8 @@ class Recipient:
     unsubscribe_url: str = ""
     link_url: str = ""
     name: str | None = None
+    # The personal List-Unsubscribe mailto address (templates built with personal_mailto).
+    unsubscribe_mailto: str = ""
 
 
 def _url_values(url: str) -> tuple[bytes, bytes]:
@@ -229,6 +240,7 @@ class PreparedMessage:
             *_url_values(recipient.link_url),
             _qp(name),
             _qp(str(escape(name))),
+            recipient.unsubscribe_mailto.encode("ascii"),
         )
         literals = self._literals
         out = [literals[0]]

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 FIRE_DIGEST = "newsletter.scheduling.jobs:fire_digest"
 FIRE_SCHEDULE = "newsletter.scheduling.jobs:fire_schedule"
 POLL_FEED = "newsletter.scheduling.jobs:poll_feed"
+POLL_BOUNCES = "newsletter.scheduling.jobs:poll_bounces"
 
 _app: Flask | None = None
 
@@ -188,3 +189,27 @@ def record_missed_job(job_id: str, scheduled_run_time: datetime) -> None:
             log.exception("could not record the missed run of %s", job_id)
         finally:
             db.session.remove()
+
+
+def poll_bounces() -> str:
+    """Read the bounce mailbox (``NEWSLETTER_BOUNCE_MAILBOX_URL``) and retry inbound messages
+    whose processing failed before (issue 12)."""
+    import imaplib
+
+    from ..inbound.imap import MailboxUrlError, poll_bounce_mailbox
+    from ..inbound.processor import retry_pending
+
+    app = _bound_app()
+    with app.app_context():
+        try:
+            retried = retry_pending()
+            url = app.config.get("BOUNCE_MAILBOX_URL")
+            handled = poll_bounce_mailbox(url) if url else 0
+        except (imaplib.IMAP4.error, OSError, MailboxUrlError, SQLAlchemyError) as exc:
+            db.session.rollback()
+            log.warning("bounce mailbox poll failed: %s", exc)
+            return "failed"
+        finally:
+            db.session.remove()
+        log.info("bounce mailbox: %s handled, %s retried", handled, retried)
+        return f"{handled} handled, {retried} retried"

@@ -33,6 +33,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from flask import Flask
 from sqlalchemy import select
 
+from ..config import BOUNCE_MAILBOX_POLL_SECONDS
 from ..domain.digests import mark_missed, schedule_trigger
 from ..extensions import db
 from ..models import Digest, DigestSchedule, DigestStatus, ScheduleStatus, utcnow
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 
 JOBS_TABLE = "apscheduler_jobs"
 FEED_POLL_JOB = "feed-poll"
+BOUNCE_POLL_JOB = "bounce-mailbox-poll"
 
 
 def digest_job_id(digest_id: int) -> str:
@@ -216,6 +218,21 @@ class DigestScheduler:
                     trigger=trigger,
                     id=FEED_POLL_JOB,
                     name="feed poll",
+                    replace_existing=True,
+                    next_run_time=datetime.now(UTC),
+                )
+
+        if self.app.config.get("BOUNCE_MAILBOX_URL"):
+            # Feedback loop (issue 12): the bounce mailbox, polled by the scheduler's holder.
+            wanted.add(BOUNCE_POLL_JOB)
+            trigger = IntervalTrigger(seconds=BOUNCE_MAILBOX_POLL_SECONDS, timezone=UTC)
+            job = existing.get(BOUNCE_POLL_JOB)
+            if job is None or repr(job.trigger) != repr(trigger):
+                self.scheduler.add_job(
+                    jobs.POLL_BOUNCES,
+                    trigger=trigger,
+                    id=BOUNCE_POLL_JOB,
+                    name="bounce mailbox poll",
                     replace_existing=True,
                     next_run_time=datetime.now(UTC),
                 )

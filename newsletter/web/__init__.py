@@ -31,3 +31,7 @@ def register_web(app: Flask) -> None:
     accounts.init_app(app)
     admin.init_app(app)
     api_staff.init_app(app)
+    # Feedback loop (issue 12): provider webhooks.
+    from . import webhooks
+
+    webhooks.init_app(app)

@@ -57,6 +57,7 @@ from ..domain.accounts import (
 from ..domain.addresses import Address, InvalidAddress, normalise_address
 from ..domain.passwords import BrokenRule, PasswordRejected, check_password_policy
 from ..domain.subscriptions import Consent, InvalidField, clean_language, subscribe
+from ..domain.suppressions import SuppressionKeys
 from ..extensions import csrf, db, limiter
 from ..models import User
 from .i18n import request_language, use_language_of
@@ -230,6 +231,7 @@ def _register(payload: dict[str, Any]) -> None:
                 user_agent=request.user_agent.string,
                 source="account",
             ),
+            suppression=SuppressionKeys.from_config(current_app.config),
         )
         if outcome.send_confirmation:
             queue_confirmation_email(outcome.subscriber)

@@ -7,7 +7,7 @@ globally, and by hand on the CSV import, which needs a larger body limit first).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -74,6 +74,7 @@ from ..domain.digests import (
     set_schedule_status,
 )
 from ..domain.feed_fetch import FeedFetchError, fetch_feed_url
+from ..domain.feedback import FeedbackCounts, feedback_by_digest, feedback_since
 from ..domain.releases import (
     RELEASE_FIELDS,
     FeedError,
@@ -86,6 +87,7 @@ from ..domain.releases import (
     update_release,
 )
 from ..domain.subscriptions import InvalidField
+from ..domain.suppressions import SuppressionKeys
 from ..extensions import csrf, db
 from ..models import (
     Digest,
@@ -143,7 +145,7 @@ def console_time(value: datetime | None) -> str:
 def console_section() -> str:
     """The navigation entry the current page belongs to."""
     endpoint = request.endpoint or ""
-    for word in ("subscriber", "release", "digest"):
+    for word in ("subscriber", "release", "digest", "suppression"):
         if word in endpoint:
             return f"admin.{word}s"
     return "admin.dashboard"
@@ -236,6 +238,7 @@ def dashboard():
         chart=movement_chart(movements),
         days=DASHBOARD_DAYS,
         digests=latest_digests(10),
+        feedback=feedback_since(utcnow() - timedelta(days=DASHBOARD_DAYS)),
     )
 
 
@@ -330,6 +333,9 @@ def import_row_message(row: ImportRow) -> str:
         ),
         "left": _("Left the newsletter: an import never subscribes them again."),
         "bounced": _("Bounced: an import never subscribes them again."),
+        "suppressed": _(
+            "On the suppression list (hard bounce or complaint): an import never adds it."
+        ),
         "too_many_fields": _(
             "%(count)s fields where the first line names %(expected)s.",
             count=details.get("count"),
@@ -376,7 +382,7 @@ def import_subscribers():
         if language not in LANGUAGES:
             raise InvalidField("default_language", _("Choose a language."))
         text = read_import_text()
-        plan = plan_subscriber_import(text, language)
+        plan = plan_subscriber_import(text, language, _suppression_keys())
     except ImportFileError as exc:
         message = import_file_message(exc)
         return render_template(
@@ -397,6 +403,10 @@ def import_subscribers():
     return apply_import(plan, text, language)
 
 
+def _suppression_keys() -> SuppressionKeys:
+    return SuppressionKeys.from_config(current_app.config)
+
+
 def apply_import(plan: ImportPlan, text: str, language: str):
     try:
         result = apply_subscriber_import(plan)
@@ -407,7 +417,7 @@ def apply_import(plan: ImportPlan, text: str, language: str):
         message = _("The list changed while importing; nothing was imported. Check the preview.")
         return render_template(
             "admin/import.html",
-            plan=plan_subscriber_import(text, language),
+            plan=plan_subscriber_import(text, language, _suppression_keys()),
             csv_text=text,
             default_language=language,
             row_message=import_row_message,
@@ -799,6 +809,7 @@ def digest(digest_id: int):
     return render_template(
         "admin/digest.html",
         digest=row,
+        feedback=feedback_by_digest([row.id]).get(row.id, FeedbackCounts()),
         progress=progress_json(row),
         poll_seconds=DIGEST_PROGRESS_POLL_SECONDS,
     )
@@ -880,4 +891,6 @@ def change_digest(digest_id: int, action: str):
 
 def init_app(app: Flask) -> None:
     """Register the console; the login page (``accounts.login``) lives with accounts."""
+    from . import feedback_console  # noqa: F401 - adds the feedback loop's pages (issue 12)
+
     app.register_blueprint(blueprint)

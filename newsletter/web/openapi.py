@@ -618,6 +618,43 @@ PATHS: dict[str, Any] = {
     },
 }
 
+# Feedback loop (issue 12): provider webhooks. Machines post here; authenticity is the SNS
+# signature or the Postmark token, never a session.
+_WEBHOOK_RESULT = _json(
+    {"type": "object", "properties": {"status": {"type": "string"}, "events": {"type": "integer"}}},
+    "Recorded (or confirmed, or ignored).",
+)
+PATHS["/api/v1/webhooks/ses"] = {
+    "post": {
+        "summary": "Amazon SES notifications over SNS (signature verified)",
+        "tags": ["webhooks"],
+        "security": [],
+        "requestBody": _body({"type": "object"}),
+        "responses": {
+            "200": _WEBHOOK_RESULT,
+            "400": {"$ref": "#/components/responses/BadRequest"},
+            "403": _error("Not configured, topic not allowed, or not a genuine SNS message."),
+            "409": _error("The subscription could not be confirmed."),
+            "413": _error("Body too large."),
+        },
+    }
+}
+PATHS["/api/v1/webhooks/postmark"] = {
+    "post": {
+        "summary": "Postmark bounce and spam complaint webhooks (shared token)",
+        "tags": ["webhooks"],
+        "security": [],
+        "requestBody": _body({"type": "object"}),
+        "responses": {
+            "200": _WEBHOOK_RESULT,
+            "400": {"$ref": "#/components/responses/BadRequest"},
+            "401": _error("Missing or wrong token."),
+            "403": _error("Not configured."),
+            "413": _error("Body too large."),
+        },
+    }
+}
+
 OPENAPI: dict[str, Any] = {
     "openapi": "3.0.3",
     "info": {

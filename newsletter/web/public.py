@@ -26,6 +26,7 @@ from ..domain.subscriptions import (
     subscriber_from_unsubscribe_token,
     unsubscribe,
 )
+from ..domain.suppressions import SuppressionKeys
 from ..extensions import csrf, db, limiter
 from .i18n import request_language, use_language_of
 from .inputs import InputError, explain, read_payload, text_field, wants_json
@@ -64,6 +65,7 @@ def subscribe_from_payload(payload: dict[str, Any], *, source: str) -> None:
                 user_agent=request.user_agent.string,
                 source=source,
             ),
+            suppression=SuppressionKeys.from_config(current_app.config),
         )
     except InvalidField as exc:
         db.session.rollback()

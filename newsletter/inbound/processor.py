@@ -1,0 +1,253 @@
+"""The one processor behind the listener, the IMAP poller and the webhooks.
+
+Every inbound message is first stored raw (``store_inbound``, committed), then processed
+(``process_inbound``): classified, applied to the subscriber it names, and recorded with what
+it changed. Processing that fails leaves the row stored and pending, retried later
+(``retry_pending``); nothing is lost and a malformed message never crashes anything.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..config import (
+    INBOUND_MAX_ATTEMPTS,
+    INBOUND_RAW_KEEP_BYTES,
+    SOFT_BOUNCE_WINDOW,
+    SOFT_BOUNCES_BEFORE_BOUNCED,
+)
+from ..domain.addresses import address_key
+from ..domain.return_paths import ReturnPathCodec, ReturnPathToken
+from ..domain.subscriptions import unsubscribe
+from ..domain.suppressions import SuppressionKeys, suppress
+from ..extensions import db
+from ..models import (
+    Delivery,
+    InboundKind,
+    InboundMessage,
+    OutboxMessage,
+    Subscriber,
+    SubscriberStatus,
+    utcnow,
+)
+from .classify import Classification, classify
+
+log = logging.getLogger(__name__)
+
+
+def return_path_codec() -> ReturnPathCodec:
+    """The codec built from the app's keys (current key signs, fallbacks still verify)."""
+    return ReturnPathCodec.from_config(current_app.config)
+
+
+def suppression_keys() -> SuppressionKeys:
+    return SuppressionKeys.from_config(current_app.config)
+
+
+def store_inbound(
+    source: str,
+    raw: bytes,
+    *,
+    envelope_from: str | None = None,
+    recipients: Sequence[str] = (),
+) -> int:
+    """Store a message before anything else looks at it; commits and returns its id."""
+    row = InboundMessage(
+        source=source,
+        received_at=utcnow(),
+        envelope_from=(envelope_from or "")[:320] or None,
+        recipients=", ".join(recipients)[:2000] or None,
+        size=len(raw),
+        raw=raw,
+        kind=InboundKind.PENDING,
+    )
+    db.session.add(row)
+    db.session.commit()
+    return row.id
+
+
+@dataclass(frozen=True)
+class Target:
+    """Who a message is about: the subscriber, and the digest when it names a delivery."""
+
+    subscriber: Subscriber | None
+    digest_id: int | None = None
+
+
+def _target_of_token(token: ReturnPathToken) -> Target:
+    if token.kind == "delivery":
+        delivery = db.session.get(Delivery, token.id)
+        if delivery is None:
+            return Target(None)
+        return Target(db.session.get(Subscriber, delivery.subscriber_id), delivery.digest_id)
+    if token.kind == "outbox":
+        outbox = db.session.get(OutboxMessage, token.id)
+        if outbox is None:
+            return Target(None)
+        return Target(_subscriber_by_key(outbox.recipient_key))
+    return Target(db.session.get(Subscriber, token.id))
+
+
+def _subscriber_by_key(email_key: str) -> Subscriber | None:
+    return db.session.scalars(select(Subscriber).where(Subscriber.email_key == email_key)).first()
+
+
+def _target(classification: Classification, use_addresses: bool) -> Target:
+    for token in classification.tokens:
+        target = _target_of_token(token)
+        if target.subscriber is not None:
+            return target
+    if use_addresses:
+        for address in classification.addresses:
+            subscriber = _subscriber_by_key(address_key(address.strip()))
+            if subscriber is not None:
+                return Target(subscriber)
+    return Target(None)
+
+
+def _recent_soft_bounces(subscriber_id: int, now, exclude_id: int | None) -> int:
+    query = select(func.count(InboundMessage.id)).where(
+        InboundMessage.subscriber_id == subscriber_id,
+        InboundMessage.kind == InboundKind.SOFT_BOUNCE,
+        InboundMessage.received_at >= now - SOFT_BOUNCE_WINDOW,
+    )
+    if exclude_id is not None:
+        query = query.where(InboundMessage.id != exclude_id)
+    return db.session.scalar(query) or 0
+
+
+def _mark_bounced(subscriber: Subscriber, now) -> bool:
+    if subscriber.status not in (SubscriberStatus.PENDING, SubscriberStatus.CONFIRMED):
+        return False
+    subscriber.status = SubscriberStatus.BOUNCED
+    subscriber.bounced_at = now
+    return True
+
+
+def apply_classification(row: InboundMessage, classification: Classification) -> str:
+    """Change what the message calls for; returns what changed, in words for staff."""
+    now = utcnow()
+    # Without VERP the addresses a bounce names are all there is; with it, only tokens count.
+    use_addresses = not current_app.config.get("BOUNCE_ADDRESS") or row.source in {
+        "ses",
+        "postmark",
+    }
+    target = _target(classification, use_addresses)
+    subscriber = target.subscriber
+    row.kind = classification.kind
+    row.status_code = classification.status_code
+    row.digest_id = target.digest_id
+    row.subscriber_id = subscriber.id if subscriber is not None else None
+    kind = classification.kind
+    if kind == InboundKind.UNKNOWN:
+        return "nothing (kept for staff)"
+    if subscriber is None:
+        return f"nothing: {classification.detail}, no subscriber of ours named"
+    keys = suppression_keys()
+    if kind == InboundKind.HARD_BOUNCE:
+        subscriber.hard_bounces = (subscriber.hard_bounces or 0) + 1
+        changed = _mark_bounced(subscriber, now)
+        suppress(keys, subscriber.email_key, "hard_bounce", classification.detail)
+        return f"subscriber {subscriber.id} " + ("bounced" if changed else "already inactive")
+    if kind == InboundKind.SOFT_BOUNCE:
+        # Decaying score: only soft bounces inside the window count, this one included.
+        count = _recent_soft_bounces(subscriber.id, now, row.id) + 1
+        if count >= SOFT_BOUNCES_BEFORE_BOUNCED and _mark_bounced(subscriber, now):
+            return f"subscriber {subscriber.id} bounced ({count} soft bounces)"
+        return f"subscriber {subscriber.id}: soft bounce {count}/{SOFT_BOUNCES_BEFORE_BOUNCED}"
+    if kind == InboundKind.COMPLAINT:
+        left = unsubscribe(subscriber, method="complaint")
+        subscriber.unsubscribe_reason = classification.detail[:300]
+        suppress(keys, subscriber.email_key, "complaint", classification.detail)
+        return f"subscriber {subscriber.id} " + ("unsubscribed" if left else "already left")
+    if kind == InboundKind.UNSUBSCRIBE:
+        left = unsubscribe(subscriber, method="mailto")
+        if left:
+            subscriber.unsubscribe_reason = classification.detail[:300]
+        return f"subscriber {subscriber.id} " + ("unsubscribed" if left else "already left")
+    return "nothing"
+
+
+def _finish(row: InboundMessage, outcome: str) -> None:
+    row.outcome = outcome[:500]
+    row.processed_at = utcnow()
+    row.error = None
+    # Understood mail needs no copy; unknown mail is kept (capped) for staff to read.
+    if row.kind == InboundKind.UNKNOWN and row.raw is not None:
+        row.raw = row.raw[:INBOUND_RAW_KEEP_BYTES]
+    elif row.source not in {"ses", "postmark"}:
+        row.raw = None
+
+
+def process_inbound(message_id: int) -> str | None:
+    """Classify and apply a stored message; commits. On failure the row stays pending with its
+    error and attempt count, to be retried; returns the outcome or None when it failed."""
+    row = db.session.get(InboundMessage, message_id)
+    if row is None or row.kind != InboundKind.PENDING:
+        return None
+    config = current_app.config
+    try:
+        classification = classify(
+            row.raw or b"",
+            [r.strip() for r in (row.recipients or "").split(",") if r.strip()],
+            return_path_codec(),
+            config.get("BOUNCE_ADDRESS") or "",
+        )
+        outcome = apply_classification(row, classification)
+        _finish(row, outcome)
+        db.session.commit()
+        return outcome
+    except Exception as exc:  # noqa: BLE001 - stored already; recorded for a retry
+        db.session.rollback()
+        log.exception("inbound message %s could not be processed", message_id)
+        _record_failure(message_id, exc)
+        return None
+
+
+def _record_failure(message_id: int, exc: Exception) -> None:
+    try:
+        row = db.session.get(InboundMessage, message_id)
+        if row is not None:
+            row.attempts = (row.attempts or 0) + 1
+            row.error = f"{type(exc).__name__}: {exc}"[:500]
+            db.session.commit()
+    except SQLAlchemyError:
+        db.session.rollback()
+
+
+def receive(
+    source: str,
+    raw: bytes,
+    *,
+    envelope_from: str | None = None,
+    recipients: Sequence[str] = (),
+) -> tuple[int, str | None]:
+    """Store then process: the stored id, and the outcome (None when left for a retry)."""
+    message_id = store_inbound(source, raw, envelope_from=envelope_from, recipients=recipients)
+    return message_id, process_inbound(message_id)
+
+
+def retry_pending(limit: int = 100) -> int:
+    """Process again what failed before (fewer than ``INBOUND_MAX_ATTEMPTS`` tries)."""
+    ids = db.session.scalars(
+        select(InboundMessage.id)
+        .where(
+            InboundMessage.kind == InboundKind.PENDING,
+            InboundMessage.attempts < INBOUND_MAX_ATTEMPTS,
+            InboundMessage.received_at <= utcnow() - timedelta(seconds=5),
+        )
+        .order_by(InboundMessage.id)
+        .limit(limit)
+    ).all()
+    done = 0
+    for message_id in ids:
+        if process_inbound(message_id) is not None:
+            done += 1
+    return done

@@ -1,0 +1,63 @@
+"""Console pages of the feedback loop: the suppression list (view, lift) and inbound mail.
+
+Routes hang on the console's blueprint (``/admin``), so they share its login and helpers.
+"""
+
+from __future__ import annotations
+
+from flask import abort, current_app, flash, redirect, render_template, url_for
+from flask_babel import gettext as _
+from sqlalchemy import func, select
+
+from ..config import CONSOLE_PAGE_SIZE
+from ..domain.suppressions import SuppressionKeys, lift, suppression_entries
+from ..extensions import db
+from ..models import InboundMessage, Suppression
+from .admin import ID, blueprint, int_arg
+from .auth import staff_required
+
+
+def reason_label(reason: str) -> str:
+    labels = {
+        "hard_bounce": _("hard bounce"),
+        "complaint": _("complaint"),
+        "soft_bounce": _("soft bounce"),
+        "unsubscribe": _("mailto unsubscribe"),
+        "unknown": _("unknown"),
+        "pending": _("waiting"),
+    }
+    return labels.get(reason, reason)
+
+
+@blueprint.get("/suppressions")
+@staff_required
+def suppressions():
+    page = int_arg("page")
+    total = db.session.scalar(select(func.count(Suppression.id))) or 0
+    entries = suppression_entries(
+        SuppressionKeys.from_config(current_app.config),
+        CONSOLE_PAGE_SIZE,
+        (page - 1) * CONSOLE_PAGE_SIZE,
+    )
+    recent = db.session.scalars(
+        select(InboundMessage).order_by(InboundMessage.id.desc()).limit(CONSOLE_PAGE_SIZE)
+    ).all()
+    return render_template(
+        "admin/suppressions.html",
+        entries=entries,
+        total=total,
+        page=page,
+        pages=max(1, -(-total // CONSOLE_PAGE_SIZE)),
+        inbound=recent,
+        reason_label=reason_label,
+    )
+
+
+@blueprint.post(f"/suppressions/<{ID}:suppression_id>/lift")
+@staff_required
+def lift_suppression(suppression_id: int):
+    if not lift(suppression_id):
+        abort(404)
+    db.session.commit()
+    flash(_("The address may be mailed again; it has to subscribe again itself."), "ok")
+    return redirect(url_for("admin.suppressions"), 303)

@@ -1,0 +1,167 @@
+"""What comes back from the world, built as real MTAs and mailbox providers write it: RFC 3464
+DSNs, RFC 5965 ARF reports, mailto unsubscribe requests, and garbage."""
+
+from __future__ import annotations
+
+import random
+
+from newsletter.extensions import db
+from newsletter.models import Delivery, Digest, Subscriber, SubscriberStatus, utcnow
+
+BOUNCE_ADDRESS = "bounces@example.org"
+
+
+def add_subscriber(email: str, status: str = SubscriberStatus.CONFIRMED) -> Subscriber:
+    now = utcnow()
+    subscriber = Subscriber(
+        email=email,
+        email_key=email.casefold(),
+        language="fr",
+        status=status,
+        created_at=now,
+        consent_at=now,
+        confirmed_at=now,
+        hard_bounces=0,
+    )
+    db.session.add(subscriber)
+    db.session.commit()
+    return subscriber
+
+
+def add_delivery(subscriber: Subscriber, digest: Digest | None = None) -> Delivery:
+    """A sent digest delivery to ``subscriber`` (a digest is made when none is given)."""
+    if digest is None:
+        digest = Digest(language="fr", status="sent", send_at=utcnow())
+        db.session.add(digest)
+        db.session.flush()
+    delivery = Delivery(digest_id=digest.id, subscriber_id=subscriber.id, status="sent")
+    db.session.add(delivery)
+    db.session.commit()
+    return delivery
+
+
+def dsn(return_path: str, final_recipient: str, status: str, action: str = "failed") -> bytes:
+    """A Postfix-style RFC 3464 delivery status notification, sent to ``return_path``."""
+    diagnostic = {
+        "5": f"smtp; 550 5.1.1 <{final_recipient}>: Recipient address rejected: User unknown",
+        "4": f"smtp; 452 4.2.2 <{final_recipient}>: Mailbox full",
+    }[status[0]]
+    return (
+        f"Return-Path: <>\r\n"
+        f"Delivered-To: {return_path}\r\n"
+        f"From: MAILER-DAEMON@mx.example.net (Mail Delivery System)\r\n"
+        f"To: {return_path}\r\n"
+        f"Subject: Undelivered Mail Returned to Sender\r\n"
+        f"Auto-Submitted: auto-replied\r\n"
+        f"MIME-Version: 1.0\r\n"
+        f'Content-Type: multipart/report; report-type=delivery-status; boundary="BND"\r\n'
+        f"\r\n"
+        f"--BND\r\n"
+        f"Content-Type: text/plain; charset=us-ascii\r\n"
+        f"\r\n"
+        f"I'm sorry to have to inform you that your message could not be delivered.\r\n"
+        f"\r\n"
+        f"--BND\r\n"
+        f"Content-Type: message/delivery-status\r\n"
+        f"\r\n"
+        f"Reporting-MTA: dns; mx.example.net\r\n"
+        f"Arrival-Date: Tue, 1 Dec 2026 20:00:00 +0000\r\n"
+        f"\r\n"
+        f"Final-Recipient: rfc822; {final_recipient}\r\n"
+        f"Original-Recipient: rfc822;{final_recipient}\r\n"
+        f"Action: {action}\r\n"
+        f"Status: {status}\r\n"
+        f"Remote-MTA: dns; mx.example.com\r\n"
+        f"Diagnostic-Code: {diagnostic}\r\n"
+        f"\r\n"
+        f"--BND\r\n"
+        f"Content-Type: text/rfc822-headers\r\n"
+        f"\r\n"
+        f"Return-Path: <{return_path}>\r\n"
+        f"From: Newsroom <news@example.org>\r\n"
+        f"To: {final_recipient}\r\n"
+        f"Subject: Digest\r\n"
+        f"\r\n"
+        f"--BND--\r\n"
+    ).encode()
+
+
+def arf(report_to: str, original_recipient: str, list_unsubscribe: str) -> bytes:
+    """An RFC 5965 abuse report as a mailbox provider's feedback loop sends it."""
+    return (
+        f"From: Feedback Loop <fbl@isp.example.net>\r\n"
+        f"To: {report_to}\r\n"
+        f"Subject: FW: Digest\r\n"
+        f"MIME-Version: 1.0\r\n"
+        f'Content-Type: multipart/report; report-type=feedback-report; boundary="ARF"\r\n'
+        f"\r\n"
+        f"--ARF\r\n"
+        f"Content-Type: text/plain; charset=us-ascii\r\n"
+        f"\r\n"
+        f"This is an email abuse report for an email message received.\r\n"
+        f"\r\n"
+        f"--ARF\r\n"
+        f"Content-Type: message/feedback-report\r\n"
+        f"\r\n"
+        f"Feedback-Type: abuse\r\n"
+        f"User-Agent: ExampleFBL/1.0\r\n"
+        f"Version: 1\r\n"
+        f"Original-Rcpt-To: <{original_recipient}>\r\n"
+        f"\r\n"
+        f"--ARF\r\n"
+        f"Content-Type: message/rfc822\r\n"
+        f"\r\n"
+        f"From: Newsroom <news@example.org>\r\n"
+        f"To: {original_recipient}\r\n"
+        f"Subject: Digest\r\n"
+        f"List-Unsubscribe: {list_unsubscribe}\r\n"
+        f"MIME-Version: 1.0\r\n"
+        f"Content-Type: text/plain\r\n"
+        f"\r\n"
+        f"The digest.\r\n"
+        f"\r\n"
+        f"--ARF--\r\n"
+    ).encode()
+
+
+def mailto_request(sender: str, to: str) -> bytes:
+    """What a mail client sends for the ``mailto:`` of List-Unsubscribe."""
+    return (
+        f"From: {sender}\r\nTo: {to}\r\nSubject: unsubscribe\r\nMIME-Version: 1.0\r\n"
+        f"Content-Type: text/plain\r\n\r\nunsubscribe\r\n"
+    ).encode()
+
+
+# Any byte but line ends, which SMTP itself defines.
+_NOISE = bytes(b for b in range(256) if b not in (10, 13))
+
+
+def malformed_messages(count: int, to: str, seed: int = 12) -> list[bytes]:
+    """Broken MIME, lying headers, binary noise, half reports: none may change anything."""
+    rng = random.Random(seed)
+    shapes = [
+        lambda: b"\r\n".join(
+            bytes(rng.choice(_NOISE) for _ in range(rng.randint(0, 200)))
+            for _ in range(rng.randint(1, 15))
+        ),
+        lambda: (
+            b'Content-Type: multipart/report; report-type=delivery-status; boundary="x'
+            + bytes(rng.getrandbits(8) for _ in range(40)).replace(b"\n", b"")
+            + b'"\r\n\r\n--x\r\nContent-Type: message/delivery-status\r\n\r\nStatus: 5.1.1\r\n'
+        ),
+        lambda: b"Content-Type: message/feedback-report\r\n\r\n\xff\xfe\x00garbage",
+        lambda: (
+            f"To: {to}\r\nFrom: x\r\nContent-Type: multipart/mixed\r\n\r\nno boundary".encode()
+        ),
+        lambda: b"To: bounces+d-aa-aaaaaaaaaa@example.org\r\nSubject: forged\r\n\r\nhi",
+        lambda: f"To: bounces+u-{'b' * rng.randint(1, 30)}-zz@example.org\r\n\r\nx".encode(),
+        lambda: b"Content-Type: text/plain; charset=\"unknown-8bit\x00\"\r\n\r\n\x80\x81",
+        lambda: b"Subject: =?utf-8?b?////?=\r\nContent-Transfer-Encoding: base64\r\n\r\n@@@@",
+        lambda: (
+            b"Content-Type: multipart/report; report-type=delivery-status; boundary=B\r\n\r\n"
+            b"--B\r\nContent-Type: message/delivery-status\r\n\r\n"
+            + b"Final-Recipient: rfc822; " + b"a" * 900 + b"\r\nStatus: 9.9.9\r\n\r\n--B--\r\n"
+        ),
+        lambda: b"\r\n" * rng.randint(1, 50),
+    ]
+    return [shapes[index % len(shapes)]() for index in range(count)]

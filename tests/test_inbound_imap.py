@@ -1,0 +1,152 @@
+"""The bounce mailbox, read over IMAP from a real dovecot: the same cases as the listener, and
+handled mail leaves the folder for ``Processed`` only once it is stored."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from newsletter.config import BOUNCE_MAILBOX_DONE_FOLDER
+from newsletter.domain.return_paths import ReturnPathCodec
+from newsletter.extensions import db
+from newsletter.inbound.imap import MailboxUrlError, parse_mailbox_url, poll_bounce_mailbox
+from newsletter.models import InboundKind, InboundMessage, Subscriber, Suppression
+from tests.conftest import TEST_SECRET_KEY, free_port
+from tests.support.dovecot import DOVECOT, Dovecot
+from tests.support.feedback import (
+    BOUNCE_ADDRESS,
+    add_delivery,
+    add_subscriber,
+    arf,
+    dsn,
+    mailto_request,
+    malformed_messages,
+)
+
+
+@pytest.fixture
+def dovecot():
+    if not Path(DOVECOT).exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail("dovecot is missing: .ci/run installs dovecot-imapd")
+        pytest.skip("dovecot (dovecot-imapd) is not installed")
+    server = Dovecot(free_port())
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def app_config(app_config):
+    app_config["BOUNCE_ADDRESS"] = BOUNCE_ADDRESS
+    return app_config
+
+
+@pytest.fixture
+def codec() -> ReturnPathCodec:
+    return ReturnPathCodec(TEST_SECRET_KEY)
+
+
+def status_of(subscriber_id: int) -> str:
+    db.session.expire_all()
+    return db.session.get(Subscriber, subscriber_id).status
+
+
+def test_mailbox_urls_are_parsed_and_bad_ones_refused():
+    settings = parse_mailbox_url("imaps://b%40x:p%2Fw@mail.example.org/Bounces")
+    assert (settings.secure, settings.host, settings.port) == (True, "mail.example.org", 993)
+    assert (settings.user, settings.password, settings.folder) == ("b@x", "p/w", "Bounces")
+    assert parse_mailbox_url("imap://u:p@h:1143").folder == "INBOX"
+    for bad in ("http://u:p@h/INBOX", "imap://h/INBOX", "imap://u@h/INBOX", "imap:///x"):
+        with pytest.raises(MailboxUrlError):
+            parse_mailbox_url(bad)
+
+
+def test_bounces_complaints_and_mailto_requests_from_the_mailbox(app, dovecot, codec):
+    with app.app_context():
+        gone = add_subscriber("gone@example.com")
+        full = add_subscriber("full@example.com")
+        angry = add_subscriber("angry@example.com")
+        owner = add_subscriber("owner@example.com")
+        bystander = add_subscriber("bystander@example.com")
+        gone_path = codec.address(BOUNCE_ADDRESS, "delivery", add_delivery(gone).id)
+        full_path = codec.address(BOUNCE_ADDRESS, "delivery", add_delivery(full).id)
+        angry_mailto = codec.address(BOUNCE_ADDRESS, "subscriber", angry.id)
+        owner_mailto = codec.address(BOUNCE_ADDRESS, "subscriber", owner.id)
+
+        dovecot.append(dsn(gone_path, gone.email, "5.1.1"))
+        dovecot.append(dsn(full_path, full.email, "4.2.2"))
+        dovecot.append(arf(BOUNCE_ADDRESS, angry.email, f"<mailto:{angry_mailto}>"))
+        dovecot.append(mailto_request(bystander.email, owner_mailto))
+        assert poll_bounce_mailbox(dovecot.url) == 4
+
+        assert status_of(gone.id) == "bounced"
+        assert status_of(full.id) == "confirmed"  # one soft bounce
+        assert status_of(angry.id) == "unsubscribed"
+        assert status_of(owner.id) == "unsubscribed"
+        assert status_of(bystander.id) == "confirmed"
+        # Handled mail moved out of the polled folder.
+        assert dovecot.count("INBOX") == 0
+        assert dovecot.count(BOUNCE_MAILBOX_DONE_FOLDER) == 4
+        assert {row.source for row in db.session.scalars(select(InboundMessage))} == {"imap"}
+
+        # Two more soft bounces within the window: bounced.
+        dovecot.append(dsn(full_path, full.email, "4.2.2"))
+        assert poll_bounce_mailbox(dovecot.url) == 1
+        assert status_of(full.id) == "confirmed"
+        dovecot.append(dsn(full_path, full.email, "4.2.2"))
+        assert poll_bounce_mailbox(dovecot.url) == 1
+        assert status_of(full.id) == "bounced"
+        # An empty folder is a quiet poll.
+        assert poll_bounce_mailbox(dovecot.url) == 0
+
+
+def test_a_hundred_malformed_messages_in_the_mailbox_change_nothing(app, dovecot, codec):
+    with app.app_context():
+        readers = [add_subscriber(f"reader{i}@example.com") for i in range(3)]
+        for reader in readers:
+            add_delivery(reader)
+        for data in malformed_messages(100, BOUNCE_ADDRESS, seed=99):
+            dovecot.append(data if data.strip() else b"X: y\r\n\r\n")
+        assert poll_bounce_mailbox(dovecot.url) == 100
+        assert {status_of(r.id) for r in readers} == {"confirmed"}
+        assert db.session.scalar(select(func.count(Suppression.id))) == 0
+        rows = db.session.scalars(select(InboundMessage)).all()
+        assert len(rows) == 100 and all(row.subscriber_id is None for row in rows)
+        assert all(row.processed_at is not None for row in rows)
+        assert dovecot.count("INBOX") == 0
+
+
+def test_the_worker_polls_the_mailbox_as_a_scheduled_job(make_app, dovecot, codec):
+    from newsletter.scheduling.worker import Worker
+
+    app = make_app(BOUNCE_ADDRESS=BOUNCE_ADDRESS, BOUNCE_MAILBOX_URL=dovecot.url)
+    with app.app_context():
+        gone = add_subscriber("gone@example.com")
+        gone_id = gone.id
+        return_path = codec.address(BOUNCE_ADDRESS, "delivery", add_delivery(gone).id)
+    dovecot.append(dsn(return_path, "gone@example.com", "5.1.1"))
+    Worker(app, name="imap-worker").run(until_idle=True)
+    with app.app_context():
+        assert status_of(gone_id) == "bounced"
+        kinds = db.session.scalars(select(InboundMessage.kind)).all()
+        assert kinds == [InboundKind.HARD_BOUNCE]
+    assert dovecot.count("INBOX") == 0
+
+
+def test_a_wrong_password_changes_nothing_and_keeps_the_mail(app, dovecot, codec):
+    import imaplib
+
+    with app.app_context():
+        gone = add_subscriber("gone@example.com")
+        return_path = codec.address(BOUNCE_ADDRESS, "delivery", add_delivery(gone).id)
+        dovecot.append(dsn(return_path, gone.email, "5.1.1"))
+        with pytest.raises(imaplib.IMAP4.error):
+            poll_bounce_mailbox(dovecot.url.replace(dovecot.password, "wrong"))
+        assert status_of(gone.id) == "confirmed"
+        assert dovecot.count("INBOX") == 1
