@@ -398,6 +398,11 @@ def _security_settings(env: dict[str, str], development: bool) -> dict[str, Any]
         "REMEMBER_COOKIE_SECURE": secure,
         "HSTS_HEADER_VALUE": HSTS_HEADER,
         "MAIL_RETENTION_DAYS": float(env.get("NEWSLETTER_MAIL_RETENTION_DAYS") or 7),
+        # Work only registered addresses need (issuing a reset code) runs after the response,
+        # so its time cannot tell a registered address from an unknown one.
+        "ACCOUNT_WORK_AFTER_RESPONSE": _bool(
+            env.get("NEWSLETTER_ACCOUNT_WORK_AFTER_RESPONSE"), True
+        ),
     }
 
 

@@ -8,6 +8,7 @@ exactly like the ordinary case.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -15,6 +16,7 @@ from flask import (
     Blueprint,
     Flask,
     Response,
+    after_this_request,
     current_app,
     flash,
     jsonify,
@@ -417,13 +419,49 @@ def _reset_request(payload: dict[str, Any]) -> str | None:
     address = _address_or_error(payload.get("email"))
     next_url = safe_next(payload.get("next"))
     user = find_user(address)
-    if user is not None:
-        send_reset_code(user, next_url=next_url)
-        db.session.commit()
-    else:
-        render_decoy_reset_email(request_language())
+    user_id = user.id if user is not None else None
+    language = request_language()
+    db.session.rollback()  # the same statements so far for both: one lookup, no write
+
+    def send() -> None:
+        # After the response (issue 11): issuing the code, queueing the email and the commit
+        # happen only for registered addresses, so they must not delay the answer.
+        target = db.session.get(User, user_id) if user_id is not None else None
+        if target is not None:
+            send_reset_code(target, next_url=next_url)
+        else:
+            render_decoy_reset_email(language)
+
+    after_the_response(send)
     session["reset_email"] = address.email
     return next_url
+
+
+def after_the_response(work: Callable[[], None]) -> None:
+    """Run ``work`` (then commit) once this response has been sent, in an app context: work
+    that only some answers need (registered addresses) then cannot be timed by the client."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+
+    def run() -> None:
+        with app.app_context():
+            try:
+                work()
+                db.session.commit()
+            except Exception:
+                db.session.rollback()
+                app.logger.exception("deferred account work failed")
+            finally:
+                db.session.remove()
+
+    if not app.config.get("ACCOUNT_WORK_AFTER_RESPONSE", True):
+        work()  # in this request's transaction (the caller's commit covers it)
+        db.session.commit()
+        return
+
+    @after_this_request
+    def defer(response: Response) -> Response:
+        response.call_on_close(run)
+        return response
 
 
 @blueprint.route("/account/reset", methods=["GET", "POST"])
