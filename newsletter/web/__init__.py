@@ -6,7 +6,7 @@ from flask import Flask
 
 
 def register_web(app: Flask) -> None:
-    from . import accounts, admin, api, api_staff, errors, health, public, security
+    from . import accounts, admin, api, api_staff, errors, health, public, security, staff_console
 
     errors.init_app(app)
     security.init_app(app)
@@ -16,3 +16,4 @@ def register_web(app: Flask) -> None:
     accounts.init_app(app)
     admin.init_app(app)
     api_staff.init_app(app)
+    staff_console.init_app(app)
