@@ -53,6 +53,7 @@ from ..domain.digests import (
     releases_for_digest,
 )
 from ..domain.subscriptions import unsubscribe_token
+from ..domain.webhooks import emit_event
 from ..extensions import db
 from ..mail.bulk import open_bulk_transport
 from ..mail.message import envelope_sender
@@ -196,6 +197,7 @@ def run_digest(digest_id: int, now: datetime | None = None) -> RunOutcome:
         if digest.recipients == 0:
             digest.status = DigestStatus.SENT
             digest.finished_at = now
+            emit_event("digest.sent", digest_event_data(digest_id, 0, 0, 0))
         db.session.commit()
     except Exception as exc:
         db.session.rollback()
@@ -367,6 +369,9 @@ def finish_if_complete(digest_id: int, now: datetime | None = None) -> bool:
         )
         .execution_options(synchronize_session=False)
     )
+    if result.rowcount and not everything_failed:
+        recipients = db.session.scalar(select(Digest.recipients).where(Digest.id == digest_id))
+        emit_event("digest.sent", digest_event_data(digest_id, recipients or 0, sent, failed))
     db.session.commit()
     if result.rowcount:
         log.info("digest %s finished: %s sent, %s failed", digest_id, sent, failed)
@@ -517,6 +522,11 @@ def record_outcomes(outcomes: BatchOutcomes, now: datetime | None = None) -> tup
     return sum(sent_by_digest.values()), sum(failed_by_digest.values())
 
 
+def digest_event_data(digest_id: int, recipients: int, sent: int, failed: int) -> dict:
+    """What the ``digest.sent`` webhook says (issue 14)."""
+    return {"id": digest_id, "recipients": recipients, "sent": sent, "failed": failed}
+
+
 def record_hard_bounces(subscriber_ids: list[int], now: datetime) -> None:
     """Count a hard bounce; after ``HARD_BOUNCES_BEFORE_BOUNCED`` the address is bounced."""
     db.session.execute(
@@ -525,6 +535,13 @@ def record_hard_bounces(subscriber_ids: list[int], now: datetime) -> None:
         .values(hard_bounces=Subscriber.hard_bounces + 1)
         .execution_options(synchronize_session=False)
     )
+    becoming_bounced = db.session.execute(
+        select(Subscriber.id, Subscriber.email, Subscriber.language).where(
+            Subscriber.id.in_(subscriber_ids),
+            Subscriber.hard_bounces >= HARD_BOUNCES_BEFORE_BOUNCED,
+            Subscriber.status == SubscriberStatus.CONFIRMED,
+        )
+    ).all()
     db.session.execute(
         update(Subscriber)
         .where(
@@ -535,6 +552,10 @@ def record_hard_bounces(subscriber_ids: list[int], now: datetime) -> None:
         .values(status=SubscriberStatus.BOUNCED, bounced_at=now)
         .execution_options(synchronize_session=False)
     )
+    for subscriber_id, address, language in becoming_bounced:
+        emit_event(
+            "subscriber.bounced", {"id": subscriber_id, "email": address, "language": language}
+        )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..delivery.digests import DigestSendingPool, pending_delivery_count
 from ..delivery.outbox import deliver_outbox_batch, pending_outbox_count
+from ..delivery.webhooks import deliver_webhook_batch
 from ..extensions import db
 from ..mail.transport import DeliveryError, open_transport
 from .leadership import LeaderElection, release_lease, try_acquire_lease
@@ -172,6 +173,15 @@ class Worker:
 
     # -- outbox ---------------------------------------------------------------------------
 
+    def _webhook_pass(self) -> int:
+        """Outgoing webhooks due now (issue 14), posted between outbox batches."""
+        try:
+            return deliver_webhook_batch()
+        except SQLAlchemyError as exc:
+            db.session.rollback()
+            log.warning("webhook pass failed: %s", exc)
+            return 0
+
     def _outbox_loop(self, summary: WorkSummary, *, until_idle: bool) -> int:
         claimed_total = 0
         with self.app.app_context():
@@ -189,6 +199,7 @@ class Worker:
                         db.session.rollback()
                         log.warning("outbox pass failed: %s", exc)
                         claimed = 0
+                    claimed += self._webhook_pass()
                     summary.outbox_claimed += claimed
                     claimed_total += claimed
                     if until_idle:

@@ -158,7 +158,7 @@ STAFF_SECTIONS = {
     "staff_admin.staff": "staff_admin.staff_list",
     "token": "staff_admin.tokens",
     "audit": "staff_admin.audit_log",
-    "webhook": "staff_admin.webhooks",
+    "webhook": "staff_admin.webhooks_page",
     "two_factor": "staff_admin.two_factor",
 }
 

@@ -25,9 +25,10 @@ from flask import (
 from flask_babel import gettext as _
 from flask_login import user_logged_in
 
-from ..config import AUDIT_PAGE_SIZE
+from ..config import AUDIT_PAGE_SIZE, WEBHOOK_EVENTS
 from ..delivery.staff import read_invitation, send_staff_invitation
 from ..domain import audit as audit_domain
+from ..domain import webhooks
 from ..domain.accounts import find_user
 from ..domain.addresses import InvalidAddress, normalise_address
 from ..domain.api_tokens import issue_api_token, revoke_api_token, tokens_of
@@ -48,8 +49,9 @@ from ..domain.staff import (
     role_of,
     staff_members,
 )
+from ..domain.webhooks import WebhookError
 from ..extensions import db
-from ..models import ApiToken, User, utcnow
+from ..models import ApiToken, User, WebhookEndpoint, utcnow
 from . import admin
 from .auth import audit, can, requires
 from .inputs import InputError, explain
@@ -59,6 +61,7 @@ blueprint.context_processor(admin.console_helpers)
 blueprint.before_request(admin.refuse_json_bodies)
 ID = admin.ID
 
+WEBHOOK_LOG_SIZE = 50  # latest deliveries shown in the console
 TOKEN_LIFETIMES = {"": None, "7": 7, "30": 30, "90": 90, "365": 365}  # days; "" = no expiry
 
 
@@ -406,3 +409,65 @@ def record_login(_app: Flask, user: User, **_extra: Any) -> None:
 def init_app(app: Flask) -> None:
     app.register_blueprint(blueprint)
     user_logged_in.connect(record_login, app)
+
+
+# --- Outgoing webhooks --------------------------------------------------------------------
+
+
+def webhook_error_message(error: WebhookError) -> str:
+    messages = {
+        "url": _("Give an http or https address."),
+        "events": _("Choose at least one event."),
+    }
+    return messages.get(error.reason, error.reason)
+
+
+def render_webhooks(status: int = 200, **extra: Any):
+    context: dict[str, Any] = {
+        "endpoints": webhooks.endpoints(),
+        "deliveries": webhooks.recent_deliveries(limit=WEBHOOK_LOG_SIZE),
+        "events": WEBHOOK_EVENTS,
+        "max_failures": current_app.config["WEBHOOK_MAX_FAILURES"],
+        "values": {},
+        "errors": {},
+    }
+    context.update(extra)
+    return render_template("admin/webhooks.html", **context), status
+
+
+@blueprint.get("/webhooks")
+@requires("webhooks:manage")
+def webhooks_page():
+    return render_webhooks()
+
+
+@blueprint.post("/webhooks")
+@requires("webhooks:manage")
+def create_webhook():
+    values = {"url": request.form.get("url", ""), "events": request.form.getlist("events")}
+    try:
+        endpoint = webhooks.create_endpoint(values["url"], values["events"])
+    except WebhookError as exc:
+        db.session.rollback()
+        return render_webhooks(422, values=values, errors={exc.field: webhook_error_message(exc)})
+    audit(
+        "webhook.create", "webhook", endpoint.id, {"url": endpoint.url, "events": endpoint.events}
+    )
+    db.session.commit()
+    flash(_("The webhook is saved."), "ok")
+    return redirect(url_for("staff_admin.webhooks_page"), 303)
+
+
+@blueprint.post(f"/webhooks/<{ID}:endpoint_id>/<any(enable, disable):action>")
+@requires("webhooks:manage")
+def change_webhook(endpoint_id: int, action: str):
+    endpoint = db.session.get(WebhookEndpoint, endpoint_id)
+    if endpoint is None:
+        abort(404)
+    if action == "enable":
+        webhooks.enable_endpoint(endpoint)
+    else:
+        webhooks.disable_endpoint(endpoint)
+    audit(f"webhook.{action}", "webhook", endpoint.id)
+    db.session.commit()
+    return redirect(url_for("staff_admin.webhooks_page"), 303)
