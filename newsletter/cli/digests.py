@@ -9,7 +9,7 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from ..config import LANGUAGES
-from ..delivery.digests import run_digest
+from ..delivery.digest_runs import run_digest
 from ..domain.digests import create_digest, digest_progress, digests_query
 from ..domain.releases import InvalidInput, iso
 from ..extensions import db

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from flask import Flask, current_app
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..delivery.digests import RunOutcome, run_digest
+from ..delivery.digest_runs import RunOutcome, run_digest
 from ..domain.digests import (
     create_scheduled_run,
     mark_missed,

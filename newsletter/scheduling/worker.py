@@ -25,8 +25,9 @@ from datetime import timedelta
 from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..delivery.digests import DigestSendingPool, pending_delivery_count
+from ..delivery.delivery_queue import pending_delivery_count
 from ..delivery.outbox import deliver_outbox_batch, pending_outbox_count
+from ..delivery.sending_pool import DigestSendingPool
 from ..delivery.webhooks import deliver_webhook_batch
 from ..extensions import db
 from ..mail.transport import DeliveryError, open_transport

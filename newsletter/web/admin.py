@@ -41,7 +41,7 @@ from ..config import (
     FEED_UPLOAD_MAX_BYTES,
     LANGUAGES,
 )
-from ..delivery.digests import preview_message, queue_test_send
+from ..delivery.digest_previews import preview_message, queue_test_send
 from ..delivery.imports import apply_subscriber_import
 from ..domain.addresses import InvalidAddress, normalise_address
 from ..domain.console import (

@@ -15,7 +15,7 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from ..config import LANGUAGES, MAX_PAGE_SIZE
-from ..delivery.digests import preview_message, queue_test_send
+from ..delivery.digest_previews import preview_message, queue_test_send
 from ..domain.addresses import InvalidAddress, normalise_address
 from ..domain.digests import (
     DigestStateError,
