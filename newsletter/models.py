@@ -371,6 +371,9 @@ class StaffTotp(db.Model):
     confirmed_at: Mapped[datetime | None] = mapped_column(DateTime)
     # The last accepted time step: a code seen once is never accepted again (replay).
     last_step: Mapped[int | None] = mapped_column(BigInteger)
+    # Wrong codes since the last good one. Kept apart from ``users.failed_logins`` (which a
+    # correct password resets) so re-entering the password does not buy more guesses.
+    failures: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class StaffRecoveryCode(db.Model):

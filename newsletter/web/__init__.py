@@ -6,7 +6,18 @@ from flask import Flask
 
 
 def register_web(app: Flask) -> None:
-    from . import accounts, admin, api, api_staff, errors, health, public, security, staff_console
+    from . import (
+        accounts,
+        admin,
+        api,
+        api_staff,
+        errors,
+        health,
+        public,
+        security,
+        staff_console,
+        two_factor,
+    )
 
     errors.init_app(app)
     security.init_app(app)
@@ -17,3 +28,4 @@ def register_web(app: Flask) -> None:
     admin.init_app(app)
     api_staff.init_app(app)
     staff_console.init_app(app)
+    two_factor.init_app(app)

@@ -99,6 +99,7 @@ from ..models import (
 )
 from .auth import audit, can, requires, staff_required
 from .inputs import InputError, explain, is_json_request
+from .two_factor_gate import step_up
 
 blueprint = Blueprint("admin", __name__, url_prefix="/admin")
 # Ids fit a signed 64-bit column: a longer number in a URL is a 404, not a database error.
@@ -313,6 +314,7 @@ def commit_keeping_staff_loaded() -> None:
 
 @blueprint.get("/subscribers/export.csv")
 @requires("subscribers:export")
+@step_up
 def export_subscribers():
     subscriber_filter = filter_from_args()
 
@@ -788,6 +790,7 @@ def render_digests_with_errors(**overrides: Any):
 
 @blueprint.post("/digests")
 @requires("digests:send")
+@step_up
 def create_one_off_digest():
     form = request.form
     values = {
@@ -811,6 +814,7 @@ def create_one_off_digest():
 
 @blueprint.post("/digests/schedules")
 @requires("digests:send")
+@step_up
 def create_recurring_digest():
     form = request.form
     names = ("language", "subject", "every", "at", "weekday", "timezone")

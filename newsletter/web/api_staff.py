@@ -58,6 +58,7 @@ from ..models import (
 from .auth import audit, bearer_token, requires, staff_required
 from .inputs import InputError, explain, is_json_request, read_payload
 from .openapi import OPENAPI
+from .two_factor_gate import step_up
 
 blueprint = Blueprint("api_staff", __name__, url_prefix="/api")
 # Scripts authenticate with bearer tokens, which a cross-site page cannot send. Browser
@@ -246,6 +247,7 @@ def get_digests():
 
 @blueprint.post("/v1/digests")
 @requires("digests:send")
+@step_up
 def post_digest():
     try:
         digest = create_digest(_json_body())

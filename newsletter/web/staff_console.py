@@ -49,12 +49,14 @@ from ..domain.staff import (
     role_of,
     staff_members,
 )
+from ..domain.two_factor import is_enrolled
 from ..domain.webhooks import WebhookError
 from ..extensions import db
 from ..models import ApiToken, User, WebhookEndpoint, utcnow
 from . import admin
 from .auth import audit, can, requires
 from .inputs import InputError, explain
+from .two_factor_gate import step_up
 
 blueprint = Blueprint("staff_admin", __name__, url_prefix="/admin")
 blueprint.context_processor(admin.console_helpers)
@@ -90,7 +92,12 @@ def staff_error_message(error: StaffError) -> str:
 
 @blueprint.context_processor
 def staff_helpers() -> dict[str, Any]:
-    return {"role_label": role_label, "roles": list(Role), "permissions": PERMISSIONS}
+    return {
+        "role_label": role_label,
+        "roles": list(Role),
+        "permissions": PERMISSIONS,
+        "two_factor_enrolled": is_enrolled,
+    }
 
 
 def member_or_404(user_id: int) -> User:
@@ -366,6 +373,7 @@ def audit_log():
 
 @blueprint.get("/audit/export.<any(csv, json):fmt>")
 @requires("audit:read")
+@step_up
 def export_audit_log(fmt: str):
     audit_filter = audit_filter_from_args()
     # Exporting the log is itself an export a regulator asks about.
