@@ -11,7 +11,7 @@ import traceback
 
 from .common import Figure, log, postgres_available, render_table
 
-SECTIONS = ("sending", "fanout", "subscribe", "rendering", "scaling")
+SECTIONS = ("sending", "fanout", "subscribe", "rendering", "scaling", "dkim")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
         from .sending import scaling_figures
 
         run("scaling", scaling_figures, full=args.full)
+
+    if "dkim" in sections:
+        from .dkim import dkim_figures
+
+        run("dkim", dkim_figures, full=args.full)
 
     elapsed = time.monotonic() - started
     load = os.getloadavg()

@@ -69,6 +69,26 @@ CLAIM_LEASE = timedelta(minutes=5)
 # A subscriber is marked bounced after this many hard bounces (5xx answers) in a row.
 HARD_BOUNCES_BEFORE_BOUNCED = 3
 
+# Outgoing deliverability (issue 12): DKIM and mail streams.
+# What the DKIM signature covers (RFC 6376 s.5.4, RFC 8058 s.4): a receiver must see that
+# nobody added or changed the unsubscribe headers. Only those present are listed in h=.
+DKIM_SIGNED_HEADERS = (
+    "From", "To", "Subject", "Date", "Message-ID", "MIME-Version", "Content-Type",
+    "Content-Language", "List-Id", "List-Unsubscribe", "List-Unsubscribe-Post", "Feedback-ID",
+    "Auto-Submitted",
+)  # fmt: skip
+# Two mail streams with their own From, return path and relay, so that complaints about the
+# newsletter never hurt the delivery of account codes. Subscription confirmations are asked for
+# by the person, one at a time: they travel with account mail, not with the bulk newsletter.
+STREAM_TRANSACTIONAL = "transactional"
+STREAM_NEWSLETTER = "newsletter"
+# Outbox kinds that are newsletter mail (carry List-Unsubscribe); every other kind is account
+# (transactional) mail.
+NEWSLETTER_OUTBOX_KINDS = frozenset({"subscription_welcome", "digest_test"})
+# A one-click unsubscribe POST made by `mail audit` against a live server gives up after this.
+MAIL_AUDIT_HTTP_TIMEOUT_SECONDS = 10
+
+
 # Releases and digests (issue 5).
 # API listings: a client may ask for up to this many rows per page, never more.
 MAX_PAGE_SIZE = 200
@@ -195,6 +215,14 @@ def load_settings(instance_path: Path, environ: dict[str, str] | None = None) ->
         "LIST_ID": env.get("NEWSLETTER_LIST_ID") or "newsletter.localhost",
         # Where List-Unsubscribe's mailto goes (a mailbox staff read); default: the sender.
         "UNSUBSCRIBE_MAILTO": env.get("NEWSLETTER_UNSUBSCRIBE_MAILTO") or "",
+        # DKIM signing of every outgoing message, on when all three are set (issue 12).
+        "DKIM_DOMAIN": env.get("NEWSLETTER_DKIM_DOMAIN") or "",
+        "DKIM_SELECTOR": env.get("NEWSLETTER_DKIM_SELECTOR") or "",
+        "DKIM_KEY_FILE": env.get("NEWSLETTER_DKIM_KEY_FILE") or "",
+        # Account mail (codes, verification, confirmations): its own relay and From when set;
+        # empty means MAIL_URL / MAIL_FROM.
+        "TRANSACTIONAL_MAIL_URL": env.get("NEWSLETTER_TRANSACTIONAL_MAIL_URL") or "",
+        "TRANSACTIONAL_MAIL_FROM": env.get("NEWSLETTER_TRANSACTIONAL_MAIL_FROM") or "",
         # Concurrency and pacing of the sender: SMTP connections kept open, messages/s cap.
         "SEND_CONNECTIONS": int(env.get("NEWSLETTER_SEND_CONNECTIONS") or 4),
         "SEND_MAX_RATE": float(env.get("NEWSLETTER_SEND_MAX_RATE") or 0),  # 0 = unlimited
@@ -235,3 +263,22 @@ def load_settings(instance_path: Path, environ: dict[str, str] | None = None) ->
         "WEBHOOK_MAX_FAILURES": int(env.get("NEWSLETTER_WEBHOOK_MAX_FAILURES") or 8),
         "WEBHOOK_TIMEOUT_SECONDS": float(env.get("NEWSLETTER_WEBHOOK_TIMEOUT_SECONDS") or 10),
     }
+
+
+# Security (issue 11) -------------------------------------------------------------------------
+# An RFC 2047 encoded word (``=?charset?B|Q?text?=``). The email package decodes one in any
+# header value it is given, and some CPython releases (3.11.7, 3.12.1: CVE-2024-6923) then fold
+# a decoded CR LF out raw: a release title or digest subject holding one could add headers or
+# replace the body. Titles and subjects refuse it; the serialisers encode such text themselves.
+ENCODED_WORD_PATTERN = r"=\?[^?\s]*\?[bBqQ]\?[^?\s]*\?="
+# Login throttling instead of lock-out: a stranger's wrong guesses must not shut the owner out.
+# Per (account, client address): this many wrong passwords are free, then each further try
+# waits a delay doubling from the base up to the cap. Per account, from every address at once,
+# the same after more failures; that throttle only holds back clients already failing on the
+# account, so an owner who has not been failing always gets their password checked.
+LOGIN_FREE_FAILURES_PER_CLIENT = 5
+LOGIN_FREE_FAILURES_PER_ACCOUNT = 20
+LOGIN_THROTTLE_BASE_DELAY = timedelta(seconds=2)
+LOGIN_THROTTLE_MAX_DELAY = timedelta(minutes=15)
+# Failures older than this are forgotten (the count starts again).
+LOGIN_FAILURE_MEMORY = timedelta(hours=1)

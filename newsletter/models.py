@@ -335,6 +335,23 @@ apscheduler_jobs = Table(
 )
 
 
+# Security (issue 11) -------------------------------------------------------------------------
+
+
+class LoginThrottle(db.Model):
+    """Failed logins counted per (account, client address) and per account, with the time
+    before which a throttled client may not try again. Rows are keyed ``a:<user id>`` and
+    ``a:<user id>:<ip>``; an attempt is counted before the password is checked, in one
+    guarded UPDATE, so simultaneous guesses cannot all slip through."""
+
+    __tablename__ = "login_throttles"
+
+    key: Mapped[str] = mapped_column(String(120), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[datetime | None] = mapped_column(DateTime)
+    blocked_until: Mapped[datetime | None] = mapped_column(DateTime)
+
+
 # --- Staff: audit log, two-factor login, outgoing webhooks (issue 14) ----------------------
 
 
@@ -371,9 +388,6 @@ class StaffTotp(db.Model):
     confirmed_at: Mapped[datetime | None] = mapped_column(DateTime)
     # The last accepted time step: a code seen once is never accepted again (replay).
     last_step: Mapped[int | None] = mapped_column(BigInteger)
-    # Wrong codes since the last good one. Kept apart from ``users.failed_logins`` (which a
-    # correct password resets) so re-entering the password does not buy more guesses.
-    failures: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class StaffRecoveryCode(db.Model):

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 
-from newsletter.config import LOGIN_FAILURES_BEFORE_LOCK
 from newsletter.domain import codes
 from newsletter.domain.accounts import create_staff
 from newsletter.domain.api_tokens import user_for_api_token
@@ -310,25 +308,26 @@ def test_unknown_address_and_wrong_password_get_the_same_answer(app):
     assert strip(wrong) == strip(unknown)
 
 
-def test_account_locks_after_repeated_failures_even_for_the_right_password(app):
+def test_a_client_that_keeps_failing_waits_but_is_never_locked_out(app):
+    """Issue 11: throttling, not lock-out. The failing client waits; the wait lapses."""
+    from newsletter.config import LOGIN_FREE_FAILURES_PER_CLIENT
+    from newsletter.models import LoginThrottle
+
     make_user(app, EMAIL)
-    for number in range(LOGIN_FAILURES_BEFORE_LOCK):
-        # A new client (and IP-limit-free count) each time: the lock is per account.
+    for number in range(LOGIN_FREE_FAILURES_PER_CLIENT):
         response = login(app.test_client(), EMAIL, f"Wrong-Password-{number}!")
         assert response.status_code == 401
+    # This client (127.0.0.1) has been failing: even the right password waits its turn.
+    assert login(app.test_client(), EMAIL, STRONG_PASSWORD).status_code == 401
+    # Once the delay lapses the right password works again, and the count starts over.
     with app.app_context():
-        user = user_by_email(EMAIL)
-        assert user.locked_until is not None
-    response = login(app.test_client(), EMAIL, STRONG_PASSWORD)
-    assert response.status_code == 401
-    # Once the lock lapses the right password works again, and the count starts over.
-    with app.app_context():
-        user = user_by_email(EMAIL)
-        user.locked_until = user.locked_until - timedelta(minutes=16)
+        for row in db.session.scalars(select(LoginThrottle)):
+            row.blocked_until = None
         db.session.commit()
     assert login(app.test_client(), EMAIL, STRONG_PASSWORD).status_code == 303
     with app.app_context():
-        assert user_by_email(EMAIL).failed_logins == 0
+        counts = {row.key: row.failures for row in db.session.scalars(select(LoginThrottle))}
+        assert [count for key, count in counts.items() if key.count(":") == 2] == [0]
 
 
 def test_failed_logins_are_limited_per_ip(app_config, database_url):

@@ -40,7 +40,7 @@ def test_subscribe_confirm_and_one_click_unsubscribe(app, client, mailbox, run_w
     assert len(links) == 1, links
     assert links[0].startswith("https://news.example.org/subscribe/confirm/")
 
-    page = client.get(path_of(links[0]))
+    page = client.post(path_of(links[0]))
     assert page.status_code == 200
     assert "Your subscription is confirmed" in page.get_data(as_text=True)
     with app.app_context():
@@ -135,7 +135,7 @@ def test_language_from_the_form_wins_over_accept_language(app, client):
 def test_same_answer_whatever_the_address_state(app, client, mailbox, run_worker):
     first = subscribe_json(client, email="known@example.org")
     link = confirmation_link(mailbox, run_worker)
-    client.get(link)
+    client.post(link)
     again = subscribe_json(client, email="KNOWN@example.org")
     unknown = subscribe_json(client, email="unknown@example.org")
     assert first.status_code == again.status_code == unknown.status_code == 202
@@ -195,7 +195,7 @@ def test_internationalised_address_is_accepted_and_delivered(app, client, mailbo
 
 def test_confirmed_address_is_not_sent_another_confirmation(app, client, mailbox, run_worker):
     subscribe_json(client, email="done@example.org")
-    client.get(confirmation_link(mailbox, run_worker))
+    client.post(confirmation_link(mailbox, run_worker))
     run_worker()  # welcome email
     mailbox.clear()
     subscribe_json(client, email="done@example.org")
@@ -207,7 +207,7 @@ def test_unsubscribed_reader_can_subscribe_again_with_a_new_confirmation(
     app, client, mailbox, run_worker
 ):
     subscribe_json(client, email="back@example.org")
-    client.get(confirmation_link(mailbox, run_worker))
+    client.post(confirmation_link(mailbox, run_worker))
     with app.app_context():
         row = subscriber("back@example.org")
         row.status = SubscriberStatus.UNSUBSCRIBED
@@ -218,7 +218,7 @@ def test_unsubscribed_reader_can_subscribe_again_with_a_new_confirmation(
     link = confirmation_link(mailbox, run_worker)
     with app.app_context():
         assert subscriber("back@example.org").status == SubscriberStatus.PENDING
-    assert client.get(link).status_code == 200
+    assert client.post(link).status_code == 200
     with app.app_context():
         assert subscriber("back@example.org").status == SubscriberStatus.CONFIRMED
 
@@ -419,8 +419,8 @@ def pending_subscriber_token_data(app, email="late@example.org"):
 def test_reused_confirmation_link_is_harmless(app, client, mailbox, run_worker):
     subscribe_json(client, email="twice@example.org", language="en")
     link = confirmation_link(mailbox, run_worker)
-    assert client.get(link).status_code == 200
-    second = client.get(link)
+    assert client.post(link).status_code == 200
+    second = client.post(link)
     assert second.status_code == 200
     assert "already confirmed" in second.get_data(as_text=True)
     run_worker()
@@ -490,7 +490,7 @@ def test_expired_confirmation_link_offers_a_new_one(app, client, mailbox, run_wo
     run_worker()
     [message] = mailbox.wait_for(1)
     [fresh_link] = message.links()
-    assert client.get(path_of(fresh_link)).status_code == 200
+    assert client.post(path_of(fresh_link)).status_code == 200
     with app.app_context():
         assert subscriber("late@example.org").status == SubscriberStatus.CONFIRMED
 
@@ -502,7 +502,7 @@ def test_confirmation_link_dies_when_the_address_changes(app, client, mailbox, r
         row = subscriber("moving@example.org")
         row.email = row.email_key = "moved@example.org"
         db.session.commit()
-    assert client.get(link).status_code == 400
+    assert client.post(link).status_code == 400
     with app.app_context():
         assert subscriber("moved@example.org").status == SubscriberStatus.PENDING
 
@@ -512,12 +512,12 @@ def test_old_confirmation_link_cannot_resubscribe_someone_who_left(
 ):
     subscribe_json(client, email="left@example.org")
     link = confirmation_link(mailbox, run_worker)
-    client.get(link)
+    client.post(link)
     with app.app_context():
         row = subscriber("left@example.org")
         row.status = SubscriberStatus.UNSUBSCRIBED
         db.session.commit()
-    response = client.get(link)
+    response = client.post(link)
     assert response.status_code == 400
     with app.app_context():
         assert subscriber("left@example.org").status == SubscriberStatus.UNSUBSCRIBED
@@ -529,7 +529,7 @@ def test_confirm_page_speaks_the_subscribers_language(app, client, mailbox, run_
     [message] = mailbox.messages
     assert "Confirmez votre abonnement" in message.header("Subject")
     assert message.header("Content-Language") == "fr"
-    page = client.get(link, headers={"Accept-Language": "en"})
+    page = client.post(link, headers={"Accept-Language": "en"})
     assert "Votre abonnement est confirmé" in page.get_data(as_text=True)
 
 
@@ -539,7 +539,7 @@ def test_confirm_page_speaks_the_subscribers_language(app, client, mailbox, run_
 def confirmed_reader(app, client, mailbox, run_worker, email="reader@example.org"):
     """Subscribe and confirm; returns the unsubscribe URL path from the welcome email."""
     subscribe_json(client, email=email, language="en")
-    client.get(confirmation_link(mailbox, run_worker))
+    client.post(confirmation_link(mailbox, run_worker))
     mailbox.clear()
     run_worker()
     [welcome] = mailbox.wait_for(1)
@@ -604,7 +604,7 @@ def test_confirmation_token_cannot_unsubscribe(app, client, mailbox, run_worker)
     subscribe_json(client, email="reader@example.org")
     link = confirmation_link(mailbox, run_worker)
     token = link.rsplit("/", 1)[1]
-    client.get(link)
+    client.post(link)
     response = client.post(
         f"/unsubscribe/{token}",
         data="List-Unsubscribe=One-Click",
@@ -619,7 +619,7 @@ def test_preferences_page_changes_language_and_lets_the_reader_leave(
     app, client, mailbox, run_worker
 ):
     subscribe_json(client, email="prefs@example.org", language="en")
-    client.get(confirmation_link(mailbox, run_worker))
+    client.post(confirmation_link(mailbox, run_worker))
     mailbox.clear()
     run_worker()
     [welcome] = mailbox.wait_for(1)

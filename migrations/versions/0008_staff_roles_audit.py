@@ -1,7 +1,7 @@
 """staff roles, scoped API tokens, audit log, TOTP, outgoing webhooks (issue 14)
 
 Revision ID: 0008
-Revises: 0001
+Revises: 0003
 Create Date: 2026-12-01 20:45:00
 
 Existing staff accounts become owners (before this, every staff member could do everything).
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0008'
-down_revision = '0001'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 
@@ -54,7 +54,6 @@ def upgrade():
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('confirmed_at', sa.DateTime(), nullable=True),
     sa.Column('last_step', sa.BigInteger(), nullable=True),
-    sa.Column('failures', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_staff_totp_user_id_users'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('user_id', name=op.f('pk_staff_totp'))
     )

@@ -10,3 +10,9 @@ def register_cli(app: Flask) -> None:
 
     for module in (worker, staff, releases, digests):
         module.register(app)
+
+    # Outgoing deliverability (issue 12): DKIM keys, mail audit.
+    from . import dkim, mail
+
+    dkim.register(app)
+    mail.register(app)

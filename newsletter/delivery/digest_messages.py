@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from flask import current_app
-
 from ..domain.subscriptions import unsubscribe_token
 from ..mail.prepared import UNSUBSCRIBE_MARKER, PreparedMessage, build_template
 from ..mail.render import render_email
@@ -15,6 +13,7 @@ from ..models import (
 )
 from .links import token_url
 from .signing import app_signer
+from .streams import STREAM_NEWSLETTER, feedback_id, stream_mail_from
 from .subscriptions import newsletter_headers
 
 log = logging.getLogger(__name__)
@@ -34,9 +33,14 @@ def release_context(release: Release) -> dict[str, object]:
 
 
 def render_digest_template(
-    language: str, subject: str, releases: list[Release], when: datetime
+    language: str,
+    subject: str,
+    releases: list[Release],
+    when: datetime,
+    digest_id: int | None = None,
 ) -> bytes:
-    """The digest serialised once, with slots for what differs per recipient."""
+    """The digest serialised once, with slots for what differs per recipient. Its
+    ``Feedback-ID`` names the digest, so complaint reports can be read per digest."""
     rendered = render_email(
         "digest",
         language,
@@ -47,9 +51,12 @@ def render_digest_template(
     )
     headers, _url, _token = newsletter_headers(0, "")
     mailto = headers["List-Unsubscribe"].split(",", 1)[1].strip(" <>")
+    headers["Feedback-ID"] = feedback_id(
+        "digest" if digest_id is None else f"digest-{digest_id}", STREAM_NEWSLETTER
+    )
     return build_template(
         rendered,
-        mail_from=current_app.config["MAIL_FROM"],
+        mail_from=stream_mail_from(STREAM_NEWSLETTER),
         headers=headers,
         mailto_unsubscribe=mailto,
     )

@@ -35,7 +35,7 @@ def preview_message(digest: Digest, now: datetime | None = None) -> EmailMessage
             digest.language, now, first_window_days=current_app.config["DIGEST_FIRST_WINDOW_DAYS"]
         )
         subject = digest.subject or default_subject(digest.language, releases, now)
-        template = render_digest_template(digest.language, subject, releases, now)
+        template = render_digest_template(digest.language, subject, releases, now, digest.id)
     prepared = PreparedMessage(bytes(template))
     data = prepared.personalise(
         Recipient(

@@ -89,7 +89,7 @@ def run_digest(digest_id: int, now: datetime | None = None) -> RunOutcome:
             log.info("digest %s skipped: no new releases in %s", digest_id, digest.language)
             return RunOutcome(digest_id, "skipped")
         digest.rendered_message = render_digest_template(
-            digest.language, digest.subject or "", releases, now
+            digest.language, digest.subject or "", releases, now, digest_id
         )
         db.session.flush()
         digest.recipients = fan_out(digest_id, digest.language, now)

@@ -13,16 +13,22 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 
-from flask import current_app
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 
 from ..config import CLAIM_LEASE, OUTBOX_BACKOFF_BASE, OUTBOX_BACKOFF_CAP, OUTBOX_MAX_ATTEMPTS
 from ..domain.addresses import address_key
 from ..extensions import db
-from ..mail.message import build_message_bytes, envelope_sender, message_bytes
+from ..mail.message import build_message_bytes, message_bytes
 from ..mail.render import render_email
 from ..mail.transport import DeliveryError, Transport
 from ..models import OutboxMessage, OutboxStatus, utcnow
+from .streams import (
+    STREAM_TRANSACTIONAL,
+    StreamTransports,
+    feedback_id,
+    stream_for_kind,
+    stream_mail_from,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +76,16 @@ def queue_email(
 ) -> int:
     """Render ``templates/emails/<template>.{txt,html}`` and queue it for the address ``to``."""
     rendered = render_email(template, language, **context)
-    all_headers = {"Auto-Submitted": "auto-generated", **(headers or {})}
+    stream = stream_for_kind(kind)
+    all_headers = {
+        "Auto-Submitted": "auto-generated",
+        "Feedback-ID": feedback_id(kind, stream),
+        **(headers or {}),
+    }
     # Serialised directly: the email package's builder was most of a subscribe request's cost.
     data = build_message_bytes(
         rendered,
-        mail_from=current_app.config["MAIL_FROM"],
+        mail_from=stream_mail_from(stream),
         to=to,
         to_name=to_name,
         extra_headers=all_headers,
@@ -87,6 +98,11 @@ class ClaimedMessage:
     id: int
     recipient: str
     data: bytes
+    kind: str = ""
+
+    @property
+    def stream(self) -> str:
+        return stream_for_kind(self.kind) if self.kind else STREAM_TRANSACTIONAL
 
 
 def backoff(attempts: int) -> timedelta:
@@ -128,25 +144,38 @@ def claim_outbox_batch(limit: int, now: datetime | None = None) -> list[ClaimedM
             lease_expires_at=now + CLAIM_LEASE,
             attempts=OutboxMessage.attempts + 1,
         )
-        .returning(OutboxMessage.id, OutboxMessage.recipient, OutboxMessage.message)
+        .returning(
+            OutboxMessage.id, OutboxMessage.recipient, OutboxMessage.message, OutboxMessage.kind
+        )
         .execution_options(synchronize_session=False)
     ).all()
     db.session.commit()
     return sorted(
-        (ClaimedMessage(id=row[0], recipient=row[1], data=bytes(row[2])) for row in rows),
+        (
+            ClaimedMessage(id=row[0], recipient=row[1], data=bytes(row[2]), kind=row[3])
+            for row in rows
+        ),
         key=lambda claimed: claimed.id,
     )
 
 
-def deliver_outbox_batch(transport: Transport, limit: int = 50) -> int:
-    """Claim and send one batch; returns how many messages were claimed."""
+def deliver_outbox_batch(transport: Transport | StreamTransports, limit: int = 50) -> int:
+    """Claim and send one batch; returns how many messages were claimed. Each message goes
+    through its stream's transport, with its stream's return path."""
     claimed = claim_outbox_batch(limit)
     if not claimed:
         return 0
-    sender = envelope_sender(current_app.config["MAIL_FROM"])
+    streams = (
+        transport
+        if isinstance(transport, StreamTransports)
+        else StreamTransports.wrapping(transport)
+    )
     for message in claimed:
+        stream = message.stream
         try:
-            accepted = transport.send(sender, message.recipient, message.data)
+            accepted = streams.transport(stream).send(
+                streams.sender(stream), message.recipient, message.data
+            )
         except DeliveryError as exc:
             _record_failure(message.id, exc)
             if exc.temporary and exc.code is None:

@@ -16,7 +16,6 @@ from sqlalchemy import (
 )
 
 from ..extensions import db
-from ..mail.bulk import open_bulk_transport
 from ..mail.message import envelope_sender
 from ..mail.prepared import PreparedMessage, Recipient
 from ..mail.transport import DeliveryError, Transport
@@ -33,6 +32,7 @@ from .delivery_queue import (
     release_expired_leases,
 )
 from .digest_messages import UnsubscribeLinks, message_id
+from .streams import STREAM_NEWSLETTER, open_bulk_stream_transport, stream_mail_from
 
 # How often a process puts back deliveries whose worker died (their lease lapsed).
 LEASE_SWEEP_SECONDS = 5.0
@@ -177,8 +177,8 @@ class DeliverySender:
 
     def run(self, *, until_idle: bool, poll_interval: float = 1.0) -> None:
         with self.app.app_context():
-            transport = open_bulk_transport(self.app.config["MAIL_URL"])
-            sender = envelope_sender(self.app.config["MAIL_FROM"])
+            transport = open_bulk_stream_transport(self.app.config)
+            sender = envelope_sender(stream_mail_from(STREAM_NEWSLETTER, self.app.config))
             links = UnsubscribeLinks()
             try:
                 while not self.stopping.is_set():

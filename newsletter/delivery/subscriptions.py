@@ -26,6 +26,7 @@ from ..models import Subscriber
 from .links import public_url_for, token_url
 from .outbox import queue_email, queue_message
 from .signing import app_signer
+from .streams import STREAM_TRANSACTIONAL, feedback_id, stream_mail_from
 
 
 def queue_confirmation_email(subscriber: Subscriber | PendingSubscriber) -> int:
@@ -59,8 +60,11 @@ def _confirmation_template(language: str, named: bool) -> PreparedMessage:
         )
         template = build_template(
             rendered,
-            mail_from=current_app.config["MAIL_FROM"],
-            headers={"Auto-Submitted": "auto-generated"},
+            mail_from=stream_mail_from(STREAM_TRANSACTIONAL),
+            headers={
+                "Auto-Submitted": "auto-generated",
+                "Feedback-ID": feedback_id(CONFIRMATION_KIND, STREAM_TRANSACTIONAL),
+            },
             list_unsubscribe=False,
         )
         prepared = templates[(language, named)] = PreparedMessage(template)

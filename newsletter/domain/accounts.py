@@ -12,20 +12,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 
 from ..config import (
     ACCOUNT_NOTICES_PER_ADDRESS_PER_DAY,
     CHANGE_EMAIL,
     LANGUAGES,
-    LOGIN_FAILURES_BEFORE_LOCK,
-    LOGIN_LOCK_DURATION,
     RESET_PASSWORD,
     VERIFY_EMAIL,
 )
 from ..extensions import db
 from ..models import ApiToken, OneTimeCode, Subscriber, User, utcnow
-from . import codes
+from . import codes, login_throttle
 from .addresses import Address, normalise_address
 from .mail_caps import under_daily_cap
 from .passwords import check_password_policy, hash_password, verify_password
@@ -127,35 +125,30 @@ class LoginOutcome:
 
 
 def authenticate(
-    user: User | None, password: object, *, now: datetime | None = None
+    user: User | None,
+    password: object,
+    *,
+    client: str | None = None,
+    now: datetime | None = None,
 ) -> LoginOutcome:
-    """Check a login; counts failures per account and locks it for a while after too many.
+    """Check a login from ``client`` (its address); commits the attempt's count first.
 
-    A locked account refuses even the right password until the lock lapses. A hash made with
-    older argon2 parameters is replaced by a fresh one.
+    Failures are throttled, not locked out (see ``login_throttle``): a client that keeps
+    failing waits growing delays, and a stranger's failures never stop the owner, from an
+    address that has not been failing, from logging in. ``locked`` means "throttled". A hash
+    made with older argon2 parameters is replaced by a fresh one.
     """
     now = now or utcnow()
     if user is None:
         verify_password(None, password)
         return LoginOutcome(LoginState.FAILED)
-    if user.locked_until is not None and user.locked_until > now:
-        verify_password(None, password)
+    if not login_throttle.reserve_attempt(user.id, client, now):
+        verify_password(None, password)  # the same work as a check: timing tells nothing
         return LoginOutcome(LoginState.FAILED, user, locked=True)
     check = verify_password(user.password_hash, password)
     if not check.matches:
-        # In SQL, so parallel guesses cannot overwrite each other's count.
-        db.session.execute(
-            update(User)
-            .where(User.id == user.id)
-            .values(failed_logins=User.failed_logins + 1)
-            .execution_options(synchronize_session=False)
-        )
-        db.session.refresh(user)
-        locked = user.failed_logins >= LOGIN_FAILURES_BEFORE_LOCK
-        if locked:
-            user.locked_until = now + LOGIN_LOCK_DURATION
-            user.failed_logins = 0
-        return LoginOutcome(LoginState.FAILED, user, locked=locked)
+        return LoginOutcome(LoginState.FAILED, user)
+    login_throttle.record_success(user.id, client)
     if check.new_hash is not None:
         user.password_hash = check.new_hash
     user.failed_logins = 0
@@ -183,6 +176,7 @@ def set_password(user: User, password: object, *, policy: str) -> None:
     user.session_version = (user.session_version or 1) + 1
     user.failed_logins = 0
     user.locked_until = None
+    login_throttle.forget_failures(user.id)
     codes.revoke_codes(user, codes.RESET_PASSWORD)
 
 

@@ -35,7 +35,7 @@ from ..models import (
     digest_releases,
     utcnow,
 )
-from .releases import InvalidInput, iso, parse_datetime
+from .releases import ENCODED_WORD, ENCODED_WORD_REFUSED, InvalidInput, iso, parse_datetime
 
 CANCELLED = "cancelled"
 MISSED = "missed"
@@ -66,6 +66,9 @@ def _subject(data: Mapping[str, Any], errors: dict[str, str]) -> str | None:
         return None
     if len(value) > MAX_SUBJECT_LENGTH:
         errors["subject"] = f"At most {MAX_SUBJECT_LENGTH} characters."
+        return None
+    if ENCODED_WORD.search(value):
+        errors["subject"] = ENCODED_WORD_REFUSED
         return None
     return value
 

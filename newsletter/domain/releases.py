@@ -9,6 +9,7 @@ from __future__ import annotations
 import calendar
 import html
 import math
+import re
 import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ import nh3
 from sqlalchemy import Select, func, select
 
 from ..config import (
+    ENCODED_WORD_PATTERN,
     FEED_FETCH_TIMEOUT_SECONDS,
     FEED_MAX_BYTES,
     LANGUAGES,
@@ -31,6 +33,10 @@ from ..config import (
 )
 from ..extensions import db
 from ..models import Release, utcnow
+
+# Titles and subjects become mail headers: RFC 2047 encoded-word syntax in them is refused.
+ENCODED_WORD = re.compile(ENCODED_WORD_PATTERN)
+ENCODED_WORD_REFUSED = "Encoded-word syntax (=?...?=) is not allowed."
 
 T = TypeVar("T")
 
@@ -126,6 +132,10 @@ def _text(
         return None
     if "\x00" in value:
         errors[name] = "Control characters are not allowed."
+        return None
+    if single_line and ENCODED_WORD.search(value):
+        # Mail readers would decode it (and some Pythons fold its line breaks out raw).
+        errors[name] = ENCODED_WORD_REFUSED
         return None
     return value
 

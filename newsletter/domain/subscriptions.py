@@ -246,8 +246,11 @@ def _read_link(
     return result, subscriber
 
 
-def confirm_subscription(signer: TokenSigner, token: str, *, ip: str | None) -> LinkOutcome:
-    """Confirm from an emailed link; confirming twice is harmless."""
+def confirmation_state(signer: TokenSigner, token: str) -> LinkOutcome:
+    """What confirming with this link would do, changing nothing: ``OK`` when it would confirm.
+
+    The link's page is fetched by mail scanners, so only its POST may confirm.
+    """
     result, subscriber = _read_link(signer, CONFIRM_SUBSCRIPTION, token)
     if subscriber is None:
         return LinkOutcome(LinkState.INVALID)
@@ -258,6 +261,15 @@ def confirm_subscription(signer: TokenSigner, token: str, *, ip: str | None) -> 
     if subscriber.status != SubscriberStatus.PENDING:
         # Left (or bounced) since this link was sent: an old link must not re-subscribe them.
         return LinkOutcome(LinkState.INVALID, subscriber)
+    return LinkOutcome(LinkState.OK, subscriber)
+
+
+def confirm_subscription(signer: TokenSigner, token: str, *, ip: str | None) -> LinkOutcome:
+    """Confirm from an emailed link (its POST); confirming twice is harmless."""
+    outcome = confirmation_state(signer, token)
+    if outcome.state != LinkState.OK or outcome.subscriber is None:
+        return outcome
+    subscriber = outcome.subscriber
     subscriber.status = SubscriberStatus.CONFIRMED
     subscriber.confirmed_at = utcnow()
     subscriber.confirmed_ip = ip

@@ -1,9 +1,10 @@
 """Two-factor login for staff: TOTP (RFC 6238, pyotp) and single-use recovery codes.
 
 The second factor is a separate step after the password (see ``web.two_factor``): the password
-check in ``domain.accounts`` is untouched. A TOTP code is accepted once (the matched time step
-is kept, so a code seen over someone's shoulder cannot be replayed); recovery codes are stored
-as keyed hashes and each works once.
+check in ``domain.accounts`` is untouched. Each code tried takes a turn at the same login
+throttle as a password (``domain.login_throttle``), counted before the code is checked. A TOTP
+code is accepted once (the matched time step is kept, so a code seen over someone's shoulder
+cannot be replayed); recovery codes are stored as keyed hashes and each works once.
 """
 
 from __future__ import annotations
@@ -16,12 +17,7 @@ from datetime import datetime
 import pyotp
 from sqlalchemy import select, update
 
-from ..config import (
-    LOGIN_FAILURES_BEFORE_LOCK,
-    LOGIN_LOCK_DURATION,
-    RECOVERY_CODE_COUNT,
-    TOTP_VALID_WINDOW,
-)
+from ..config import RECOVERY_CODE_COUNT, TOTP_VALID_WINDOW
 from ..extensions import db
 from ..models import StaffRecoveryCode, StaffTotp, User, utcnow
 from .staff import Role, role_of
@@ -51,7 +47,7 @@ def start_enrolment(user: User) -> StaffTotp:
     code already scanned stays good. The caller commits."""
     row = enrolment(user)
     if row is None:
-        row = StaffTotp(user_id=user.id, secret=pyotp.random_base32(), failures=0)
+        row = StaffTotp(user_id=user.id, secret=pyotp.random_base32())
         db.session.add(row)
         db.session.flush()
     return row
@@ -153,43 +149,6 @@ def recovery_codes_left(user: User) -> int:
     )
 
 
-def is_locked(user: User, now: datetime | None = None) -> bool:
-    return user.locked_until is not None and user.locked_until > (now or utcnow())
-
-
-def count_failed_second_factor(user: User, now: datetime | None = None) -> bool:
-    """A wrong code counts toward the login throttle like a wrong password, and on its own
-    counter, which the password does not reset; returns True when the account got locked.
-    The caller commits."""
-    now = now or utcnow()
-    db.session.execute(
-        update(User)
-        .where(User.id == user.id)
-        .values(failed_logins=User.failed_logins + 1)
-        .execution_options(synchronize_session=False)
-    )
-    db.session.execute(
-        update(StaffTotp)
-        .where(StaffTotp.user_id == user.id)
-        .values(failures=StaffTotp.failures + 1)
-        .execution_options(synchronize_session=False)
-    )
-    db.session.refresh(user)
-    row = enrolment(user)
-    if row is not None:
-        db.session.refresh(row)
-    failures = max(user.failed_logins or 0, row.failures if row is not None else 0)
-    if failures >= LOGIN_FAILURES_BEFORE_LOCK:
-        user.locked_until = now + LOGIN_LOCK_DURATION
-        user.failed_logins = 0
-        if row is not None:
-            row.failures = 0
-        return True
-    return False
-
-
 def second_factor_passed(user: User) -> None:
+    """A good code: the password's failed-login count starts again too."""
     user.failed_logins = 0
-    row = enrolment(user)
-    if row is not None:
-        row.failures = 0

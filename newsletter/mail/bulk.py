@@ -18,6 +18,8 @@ from pathlib import Path
 from .transport import (
     Accepted,
     DeliveryError,
+    MessageSigner,
+    SigningTransport,
     SmtpTransport,
     Transport,
     open_transport,
@@ -106,9 +108,11 @@ class BulkSmtpTransport(SmtpTransport):
         return Accepted(code=code, response=_reply_text(reply))
 
 
-def open_bulk_transport(url: str) -> Transport:
-    """The bulk transport for ``smtp(s)://`` URLs, the ordinary one otherwise (files)."""
+def open_bulk_transport(url: str, signer: MessageSigner | None = None) -> Transport:
+    """The bulk transport for ``smtp(s)://`` URLs, the ordinary one otherwise (files); with
+    ``signer``, every message is signed (DKIM) on its way out."""
     target = parse_mail_url(url)
     if isinstance(target, Path):
-        return open_transport(url)
-    return BulkSmtpTransport(target)
+        return open_transport(url, signer)
+    transport = BulkSmtpTransport(target)
+    return transport if signer is None else SigningTransport(transport, signer)

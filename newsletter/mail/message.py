@@ -12,6 +12,7 @@ from email.policy import SMTP, SMTPUTF8, EmailPolicy
 from email.utils import formatdate, make_msgid, parseaddr
 from functools import lru_cache
 
+from .headers import SAFE_SMTP, SAFE_SMTPUTF8, checked, encode_text_header, needs_text_encoding
 from .render import RenderedEmail
 
 
@@ -32,7 +33,7 @@ def build_message(
     extra_headers: dict[str, str] | None = None,
 ) -> EmailMessage:
     """A ``multipart/alternative`` message with plain text first, HTML second."""
-    message = EmailMessage(policy=SMTP)
+    message = EmailMessage(policy=SAFE_SMTP)
     message["From"] = mail_from
     message["To"] = to
     message["Subject"] = rendered.subject
@@ -48,8 +49,12 @@ def build_message(
 
 
 def message_bytes(message: EmailMessage) -> bytes:
-    """Serialise with CRLF line ends, ready for SMTP DATA (SMTPUTF8 for non-ASCII addresses)."""
-    policy = SMTP if str(message["To"]).isascii() else SMTPUTF8
+    """Serialise with CRLF line ends, ready for SMTP DATA (SMTPUTF8 for non-ASCII addresses).
+
+    The policies check every folded header (see ``mail.headers``): no line break can end up
+    inside a header value, whatever the Python.
+    """
+    policy = SAFE_SMTP if str(message["To"]).isascii() else SAFE_SMTPUTF8
     return message.as_bytes(policy=policy)
 
 
@@ -67,16 +72,43 @@ _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _PLAIN_ADDRESS = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
 
 
+# Headers made of angle-bracketed URLs (RFC 2369): an RFC 2047 encoded word, which the email
+# package writes for a value with a word longer than a line, is no URL to a mail client.
+_URL_LIST = frozenset({"list-unsubscribe", "list-help", "list-subscribe", "list-archive"})
+_MAX_LINE = 998  # RFC 5322 s.2.1.1
+
+
+def _fold_at_spaces(name: str, value: str) -> bytes | None:
+    """``name: value`` folded at its spaces, never encoded; None when a word is too long."""
+    lines: list[str] = []
+    current = f"{name}:"
+    for word in value.split(" "):
+        if len(current) + 1 + len(word) > 78 and current.strip() not in ("", f"{name}:"):
+            lines.append(current)
+            current = ""
+        current += " " + word
+    lines.append(current)
+    if any(len(line) > _MAX_LINE for line in lines):
+        return None
+    return ("\r\n".join(lines) + "\r\n").encode("ascii")
+
+
 def _header_line(policy: EmailPolicy, name: str, value: str) -> bytes:
     if any(ch in value for ch in "\r\n\x00"):
         raise ValueError(f"header {name} holds a line break")
+    if needs_text_encoding(name, value):
+        return encode_text_header(name, value)
     key = name.lower()
+    if key in _URL_LIST and value.isascii() and value.isprintable():
+        folded = _fold_at_spaces(name, value)
+        if folded is not None:
+            return folded
     if len(name) + 2 + len(value) <= 78 and (
-        (key in _UNSTRUCTURED and value.isascii() and value.isprintable())
+        (key in _UNSTRUCTURED and value.isascii() and value.isprintable() and "=?" not in value)
         or (key in ("from", "to") and _PLAIN_ADDRESS.fullmatch(value))
     ):
         return f"{name}: {value}\r\n".encode("ascii")
-    return _folded_header(policy is SMTPUTF8, name, value)
+    return checked(name, value, _folded_header(policy is SMTPUTF8, name, value))
 
 
 @lru_cache(maxsize=64)

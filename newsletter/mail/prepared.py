@@ -27,6 +27,7 @@ from email.utils import formatdate
 
 from markupsafe import escape
 
+from .headers import checked, encode_text_header, needs_text_encoding
 from .message import sender_domain, to_header
 from .render import RenderedEmail
 
@@ -99,7 +100,9 @@ def _header(name: str, value: str) -> bytes:
     """One header, folded and RFC 2047-encoded as needed (the email package's SMTP policy)."""
     if any(ch in value for ch in "\r\n\x00"):
         raise ValueError(f"header {name} holds a line break")
-    return SMTP.fold_binary(name, SMTP.header_factory(name, value))
+    if needs_text_encoding(name, value):
+        return encode_text_header(name, value)
+    return checked(name, value, SMTP.fold_binary(name, SMTP.header_factory(name, value)))
 
 
 def build_template(

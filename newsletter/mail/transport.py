@@ -39,6 +39,32 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
+class MessageSigner(Protocol):
+    """Adds a signature to finished message bytes (``mail.dkim.DkimSigner``)."""
+
+    def sign(self, message: bytes) -> bytes: ...
+
+
+class SigningTransport:
+    """A transport that signs each message just before handing it to the one it wraps: every
+    message leaves signed, whichever path built it (outbox, digest, test send)."""
+
+    def __init__(self, inner: Transport, signer: MessageSigner) -> None:
+        self.inner = inner
+        self.signer = signer
+
+    def send(self, sender: str, recipient: str, data: bytes) -> Accepted:
+        return self.inner.send(sender, recipient, self.signer.sign(data))
+
+    def send_prepared(self, sender: str, recipient: str, data: bytes) -> Accepted:
+        """The bulk transport's fast path (CRLF already checked), signed."""
+        send = getattr(self.inner, "send_prepared", self.inner.send)
+        return send(sender, recipient, self.signer.sign(data))
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 @dataclass(frozen=True)
 class SmtpSettings:
     host: str
@@ -199,9 +225,11 @@ def parse_mail_url(url: str) -> SmtpSettings | Path:
     )
 
 
-def open_transport(url: str) -> Transport:
-    """A fresh transport for ``url``; each sending thread opens its own."""
+def open_transport(url: str, signer: MessageSigner | None = None) -> Transport:
+    """A fresh transport for ``url``; each sending thread opens its own. With ``signer``,
+    every message is signed (DKIM) on its way out."""
     target = parse_mail_url(url)
-    if isinstance(target, Path):
-        return FileTransport(target)
-    return SmtpTransport(target)
+    transport: Transport = (
+        FileTransport(target) if isinstance(target, Path) else SmtpTransport(target)
+    )
+    return transport if signer is None else SigningTransport(transport, signer)

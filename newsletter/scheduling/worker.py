@@ -28,9 +28,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..delivery.delivery_queue import pending_delivery_count
 from ..delivery.outbox import deliver_outbox_batch, pending_outbox_count
 from ..delivery.sending_pool import DigestSendingPool
+from ..delivery.streams import StreamTransports
 from ..delivery.webhooks import deliver_webhook_batch
 from ..extensions import db
-from ..mail.transport import DeliveryError, open_transport
+from ..mail.transport import DeliveryError
 from .leadership import LeaderElection, release_lease, try_acquire_lease
 from .scheduler import DigestScheduler
 
@@ -186,7 +187,7 @@ class Worker:
     def _outbox_loop(self, summary: WorkSummary, *, until_idle: bool) -> int:
         claimed_total = 0
         with self.app.app_context():
-            transport = open_transport(self.app.config["MAIL_URL"])
+            transport = StreamTransports()
             try:
                 while not self.stopping.is_set():
                     if not until_idle:

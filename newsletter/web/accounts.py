@@ -366,7 +366,7 @@ def login():
         user = find_user(normalise_address(email))
     except InvalidAddress:
         user = None
-    outcome = authenticate(user, payload.get("password"))
+    outcome = authenticate(user, payload.get("password"), client=request.remote_addr)
     db.session.commit()  # failure counts, lock, or a refreshed hash
     if outcome.state == LoginState.FAILED or outcome.user is None:
         message = _(
@@ -602,7 +602,7 @@ def _account_page(status: int = 200, **context: Any):
 
 def _proves_password(user: User, password: object) -> bool:
     """The current password, checked with the same failure count and lock as a login."""
-    outcome = authenticate(user, password)
+    outcome = authenticate(user, password, client=request.remote_addr)
     db.session.commit()
     return outcome.state in (LoginState.OK, LoginState.UNVERIFIED)
 

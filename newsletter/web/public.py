@@ -17,6 +17,7 @@ from ..domain.subscriptions import (
     change_language,
     clean_language,
     confirm_subscription,
+    confirmation_state,
     may_send_confirmation,
     preferences_token,
     subscribe,
@@ -111,16 +112,35 @@ def subscribe_submit():
     return accepted_response()
 
 
-@blueprint.get("/subscribe/confirm/<token>")
+@blueprint.route("/subscribe/confirm/<token>", methods=["GET", "POST"])
+@csrf.exempt  # reached from an email with no session; the signed token is the proof
 def confirm(token: str):
-    outcome = confirm_subscription(app_signer(), token, ip=request.remote_addr)
+    """GET shows the link's state and one button; only the button's POST confirms (mail
+    scanners fetch every link in a message, and must not subscribe anyone)."""
+    if request.method == "GET":
+        outcome = confirmation_state(app_signer(), token)
+    else:
+        outcome = confirm_subscription(app_signer(), token, ip=request.remote_addr)
     if outcome.subscriber is not None:
         use_language_of(outcome.subscriber.language)
-    if outcome.state == LinkState.OK and outcome.subscriber is not None:
+    if request.method == "POST" and outcome.state == LinkState.OK and outcome.subscriber:
         queue_welcome_email(outcome.subscriber)
-    db.session.commit()
-    status = {LinkState.OK: 200, LinkState.ALREADY_DONE: 200}.get(outcome.state, 400)
-    return render_template("confirm.html", state=outcome.state.value, token=token), status
+        db.session.commit()
+    state = outcome.state.value
+    if request.method == "GET" and outcome.state == LinkState.OK:
+        state = "ask"
+    status = 400 if outcome.state in (LinkState.EXPIRED, LinkState.INVALID) else 200
+    if request.method == "POST" and wants_json():
+        if status == 400:
+            code = "expired_link" if outcome.state == LinkState.EXPIRED else "invalid_link"
+            message = (
+                _("This link has expired. We can send you a new one.")
+                if outcome.state == LinkState.EXPIRED
+                else _("This link is not valid. Subscribe again to receive a new link.")
+            )
+            raise InputError(400, code, message)
+        return jsonify(status="confirmed")
+    return render_template("confirm.html", state=state, token=token), status
 
 
 @blueprint.post("/subscribe/confirm/<token>/renew")

@@ -18,7 +18,6 @@ from flask import (
     Blueprint,
     Flask,
     current_app,
-    flash,
     g,
     redirect,
     render_template,
@@ -27,10 +26,10 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
-from flask_login import current_user, logout_user, user_logged_in
+from flask_login import current_user, user_logged_in
 
 from ..domain import audit as audit_domain
-from ..domain import two_factor
+from ..domain import login_throttle, two_factor
 from ..domain.staff import role_of
 from ..extensions import db, limiter
 from ..models import User
@@ -105,25 +104,30 @@ def verify():
         return redirect(next_url or url_for("admin.dashboard"))
     if request.method == "GET":
         return render_template("two_factor_verify.html", next_url=next_url, error=None)
-    if two_factor.is_locked(user):
-        return _locked_out()
+    client = request.remote_addr
+    actor = audit_domain.Actor.of(user, ip=client)
+    # A code takes a turn at the login throttle before it is checked, like a password.
+    if not login_throttle.reserve_attempt(user.id, client):
+        audit_domain.record(actor, "staff.2fa_failed", "user", user.id, {"throttled": True})
+        db.session.commit()
+        message = _("Too many wrong codes: wait a moment before trying again.")
+        if wants_json():
+            raise InputError(429, "throttled", message)
+        return render_template("two_factor_verify.html", next_url=next_url, error=message), 429
     code = (request.form.get("code") or "").strip()
     method = None
     if two_factor.check_totp(row, code):
         method = "totp"
     elif two_factor.use_recovery_code(user, code, code_keys()):
         method = "recovery_code"
-    actor = audit_domain.Actor.of(user, ip=request.remote_addr)
     if method is None:
-        locked = two_factor.count_failed_second_factor(user)
-        audit_domain.record(actor, "staff.2fa_failed", "user", user.id, {"locked": locked})
+        audit_domain.record(actor, "staff.2fa_failed", "user", user.id)
         db.session.commit()
-        if locked:
-            return _locked_out()
         message = _(
             "This code is not valid. Check your authenticator app's time, or use a recovery code."
         )
         return render_template("two_factor_verify.html", next_url=next_url, error=message), 401
+    login_throttle.record_success(user.id, client)
     two_factor.second_factor_passed(user)
     details: dict[str, Any] = {"method": method}
     if method == "recovery_code":
@@ -133,17 +137,6 @@ def verify():
     session.pop(PENDING, None)
     session[PASSED_AT] = time.time()
     return redirect(next_url or url_for("admin.dashboard"), 303)
-
-
-def _locked_out():
-    logout_user()
-    for key in (PENDING, ENROL, PASSED_AT):
-        session.pop(key, None)
-    message = _("Too many wrong codes: logging in is paused for a few minutes.")
-    if wants_json():
-        raise InputError(401, "locked", message)
-    flash(message, "bad")
-    return redirect(url_for("accounts.login"), 303)
 
 
 def qr_svg(uri: str) -> str:
