@@ -49,10 +49,11 @@ from ..domain.staff import (
     role_of,
     staff_members,
 )
+from ..domain.subscriber_admin import change_subscriber, erase_subscriber
 from ..domain.two_factor import is_enrolled
 from ..domain.webhooks import WebhookError
 from ..extensions import db
-from ..models import ApiToken, User, WebhookEndpoint, utcnow
+from ..models import ApiToken, Subscriber, User, WebhookEndpoint, utcnow
 from . import admin
 from .auth import audit, can, requires
 from .inputs import InputError, explain
@@ -479,3 +480,52 @@ def change_webhook(endpoint_id: int, action: str):
     audit(f"webhook.{action}", "webhook", endpoint.id)
     db.session.commit()
     return redirect(url_for("staff_admin.webhooks_page"), 303)
+
+
+# --- Subscriber management ----------------------------------------------------------------
+
+
+def subscriber_error_message(error: StaffError) -> str:
+    messages = {
+        "language": _("Choose a language."),
+        "status": _("Choose confirmed, unsubscribed or bounced."),
+        "never_confirmed": _("This subscriber never confirmed: only they can give consent."),
+    }
+    return messages.get(error.reason, error.reason)
+
+
+@blueprint.post(f"/subscribers/<{ID}:subscriber_id>/change")
+@requires("subscribers:write")
+def change_subscriber_view(subscriber_id: int):
+    row = db.session.get(Subscriber, subscriber_id)
+    if row is None:
+        abort(404)
+    try:
+        changes = change_subscriber(
+            row, language=request.form.get("language"), status=request.form.get("status")
+        )
+    except StaffError as exc:
+        db.session.rollback()
+        flash(subscriber_error_message(exc), "bad")
+        return redirect(url_for("admin.subscriber", subscriber_id=subscriber_id), 303)
+    if changes:
+        audit("subscriber.update", "subscriber", row.id, changes)
+        db.session.commit()
+        flash(_("The subscriber is updated."), "ok")
+    return redirect(url_for("admin.subscriber", subscriber_id=subscriber_id), 303)
+
+
+@blueprint.post(f"/subscribers/<{ID}:subscriber_id>/erase")
+@requires("subscribers:write")
+def erase_subscriber_view(subscriber_id: int):
+    row = db.session.get(Subscriber, subscriber_id)
+    if row is None:
+        abort(404)
+    if request.form.get("confirm") != "erase":
+        flash(_("Tick the box to confirm the erasure."), "bad")
+        return redirect(url_for("admin.subscriber", subscriber_id=subscriber_id), 303)
+    details = erase_subscriber(row, current_app.config["SECRET_KEY"])
+    audit("subscriber.erase", "subscriber", subscriber_id, details)
+    db.session.commit()
+    flash(_("The subscriber and their stored mail are erased."), "ok")
+    return redirect(url_for("admin.subscribers"), 303)
