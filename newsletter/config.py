@@ -210,6 +210,25 @@ WEBHOOK_FETCH_TIMEOUT_SECONDS = 10
 WEBHOOK_MAX_CERT_BYTES = 64 * 1024
 
 
+# --- Staff (issue 14) ---
+# A staff invitation link: long enough to reach someone over a weekend, short enough to expire.
+STAFF_INVITE = TokenPurpose("newsletter.staff.invite", timedelta(days=3))
+# TOTP codes of the step before and after are accepted: phone clocks drift by a few seconds.
+TOTP_VALID_WINDOW = 1
+RECOVERY_CODE_COUNT = 10
+# Webhook retries back off by doubling up to this; a response body is read up to this size.
+WEBHOOK_BACKOFF_CAP = timedelta(hours=6)
+WEBHOOK_LEASE = timedelta(minutes=2)
+WEBHOOK_EVENTS = (
+    "subscriber.confirmed",
+    "subscriber.unsubscribed",
+    "subscriber.bounced",
+    "digest.sent",
+)
+# Audit log page size in the console.
+AUDIT_PAGE_SIZE = 100
+
+
 def _bool(value: str | None, default: bool) -> bool:
     if value is None or value == "":
         return default
@@ -335,6 +354,17 @@ def load_settings(instance_path: Path, environ: dict[str, str] | None = None) ->
         "SEND_RATE_NAMESPACE": env.get("NEWSLETTER_SEND_RATE_NAMESPACE") or "newsletter-send",
         # Optional per-domain caps, e.g. "gmail.com=20,outlook.com=5" (messages a second).
         "SEND_DOMAIN_RATES": env.get("NEWSLETTER_SEND_DOMAIN_RATES") or "",
+        # --- Staff (issue 14) ---
+        # "required": owners and senders must enrol TOTP before using the console; "optional":
+        # anyone may enrol, and enrolled staff are always asked for a code.
+        "STAFF_2FA": (env.get("NEWSLETTER_STAFF_2FA") or "optional").strip().lower(),
+        # Exports and sends to the whole list ask for a fresh code when the last one is older.
+        "STAFF_STEP_UP_SECONDS": int(env.get("NEWSLETTER_STAFF_STEP_UP_SECONDS") or 900),
+        # Outgoing webhooks: first retry after this many seconds, doubling; an endpoint that
+        # fails this many deliveries in a row is disabled until someone enables it again.
+        "WEBHOOK_RETRY_SECONDS": float(env.get("NEWSLETTER_WEBHOOK_RETRY_SECONDS") or 30),
+        "WEBHOOK_MAX_FAILURES": int(env.get("NEWSLETTER_WEBHOOK_MAX_FAILURES") or 8),
+        "WEBHOOK_TIMEOUT_SECONDS": float(env.get("NEWSLETTER_WEBHOOK_TIMEOUT_SECONDS") or 10),
     }
 
 

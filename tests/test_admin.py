@@ -38,6 +38,7 @@ def make_user(app, email: str, *, staff: bool) -> User:
             email_key=email.casefold(),
             password_hash="not-a-real-hash",
             is_staff=staff,
+            staff_role="owner" if staff else None,
             language="en",
             session_version=1,
         )

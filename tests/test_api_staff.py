@@ -494,6 +494,7 @@ def test_a_browser_session_cannot_write_without_a_json_body(app, client):
             email_key="editor@example.org",
             password_hash="x",
             is_staff=True,
+            staff_role="owner",
         )
         db.session.add(user)
         db.session.commit()

@@ -24,6 +24,7 @@ from ..config import (
     DELIVERY_OUTAGE_PAUSE_SECONDS,
     HARD_BOUNCES_BEFORE_BOUNCED,
 )
+from ..domain.webhooks import emit_event
 from ..extensions import db
 from ..mail.transport import DeliveryError
 from ..models import (
@@ -257,6 +258,9 @@ def finish_if_complete(digest_id: int, now: datetime | None = None) -> bool:
         )
         .execution_options(synchronize_session=False)
     )
+    if result.rowcount and not everything_failed:
+        recipients = db.session.scalar(select(Digest.recipients).where(Digest.id == digest_id))
+        emit_event("digest.sent", digest_event_data(digest_id, recipients or 0, sent, failed))
     db.session.commit()
     if result.rowcount:
         log.info(
@@ -440,6 +444,11 @@ def add_digest_counts(counts: dict[int, list[int]]) -> None:
             )
 
 
+def digest_event_data(digest_id: int, recipients: int, sent: int, failed: int) -> dict:
+    """What the ``digest.sent`` webhook says (issue 14)."""
+    return {"id": digest_id, "recipients": recipients, "sent": sent, "failed": failed}
+
+
 def record_hard_bounces(subscriber_ids: list[int], now: datetime) -> None:
     """Count a hard bounce; after ``HARD_BOUNCES_BEFORE_BOUNCED`` the address is bounced."""
     db.session.execute(
@@ -448,6 +457,13 @@ def record_hard_bounces(subscriber_ids: list[int], now: datetime) -> None:
         .values(hard_bounces=Subscriber.hard_bounces + 1)
         .execution_options(synchronize_session=False)
     )
+    becoming_bounced = db.session.execute(
+        select(Subscriber.id, Subscriber.email, Subscriber.language).where(
+            Subscriber.id.in_(subscriber_ids),
+            Subscriber.hard_bounces >= HARD_BOUNCES_BEFORE_BOUNCED,
+            Subscriber.status == SubscriberStatus.CONFIRMED,
+        )
+    ).all()
     db.session.execute(
         update(Subscriber)
         .where(
@@ -458,6 +474,10 @@ def record_hard_bounces(subscriber_ids: list[int], now: datetime) -> None:
         .values(status=SubscriberStatus.BOUNCED, bounced_at=now)
         .execution_options(synchronize_session=False)
     )
+    for subscriber_id, address, language in becoming_bounced:
+        emit_event(
+            "subscriber.bounced", {"id": subscriber_id, "email": address, "language": language}
+        )
 
 
 def pending_delivery_count(now: datetime | None = None) -> int:

@@ -24,6 +24,7 @@ from ..domain.digests import (
     compose_digest,
     finish_digest,
 )
+from ..domain.webhooks import emit_event
 from ..extensions import db
 from ..models import (
     Delivery,
@@ -34,6 +35,7 @@ from ..models import (
     SubscriberStatus,
     utcnow,
 )
+from .delivery_queue import digest_event_data
 from .digest_messages import render_digest_template
 
 log = logging.getLogger(__name__)
@@ -94,6 +96,7 @@ def run_digest(digest_id: int, now: datetime | None = None) -> RunOutcome:
         if digest.recipients == 0:
             digest.status = DigestStatus.SENT
             digest.finished_at = now
+            emit_event("digest.sent", digest_event_data(digest_id, 0, 0, 0))
         db.session.commit()
     except Exception as exc:
         db.session.rollback()

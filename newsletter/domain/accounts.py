@@ -90,9 +90,12 @@ def register_account(
     return Registration(user, created=True)
 
 
-def create_staff(email: str, password: str, *, policy: str = "site", language: str = "fr") -> User:
-    """A verified staff account; raises ``InvalidAddress``, ``PasswordRejected`` or
-    ``AccountExists``. Usable from commands and tests alike; the caller commits."""
+def create_staff(
+    email: str, password: str, *, policy: str = "site", language: str = "fr", role: str = "owner"
+) -> User:
+    """A verified staff account with ``role`` (see ``domain.staff``); raises
+    ``InvalidAddress``, ``PasswordRejected`` or ``AccountExists``. Usable from commands and
+    tests alike; the caller commits."""
     address = normalise_address(email)
     clean = check_password_policy(password, email=address.email, policy=policy)
     if find_user(address) is not None:
@@ -103,6 +106,7 @@ def create_staff(email: str, password: str, *, policy: str = "site", language: s
         password_hash=hash_password(clean),
         language=language if language in LANGUAGES else LANGUAGES[0],
         is_staff=True,
+        staff_role=role,
         email_verified_at=utcnow(),
         session_version=1,
         failed_logins=0,

@@ -30,6 +30,7 @@ from .addresses import Address
 from .mail_caps import cap_window_start, emails_sent_since, under_daily_cap
 from .suppressions import SuppressionKeys, is_suppressed
 from .tokens import TokenResult, TokenSigner
+from .webhooks import emit_event
 from .wording import ExplainedError, translatable
 
 CONFIRMATION_KIND = "subscription_confirm"
@@ -291,6 +292,7 @@ def confirm_subscription(signer: TokenSigner, token: str, *, ip: str | None) -> 
     subscriber.unsubscribe_method = None
     subscriber.hard_bounces = 0
     instruments.CONFIRMATIONS.inc()
+    emit_event("subscriber.confirmed", subscriber_event_data(subscriber))
     return LinkOutcome(LinkState.OK, subscriber)
 
 
@@ -329,7 +331,13 @@ def unsubscribe(subscriber: Subscriber, *, method: str) -> bool:
     subscriber.unsubscribed_at = utcnow()
     subscriber.unsubscribe_method = method
     instruments.UNSUBSCRIBES.labels(method).inc()
+    emit_event("subscriber.unsubscribed", {**subscriber_event_data(subscriber), "method": method})
     return True
+
+
+def subscriber_event_data(subscriber: Subscriber) -> dict[str, object]:
+    """What a webhook says about a subscriber (issue 14)."""
+    return {"id": subscriber.id, "email": subscriber.email, "language": subscriber.language}
 
 
 def change_language(subscriber: Subscriber, language: str) -> None:

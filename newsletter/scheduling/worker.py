@@ -37,6 +37,7 @@ from ..delivery.retention import purge_delivered_mail
 from ..delivery.send_rate import send_rate_limiter
 from ..delivery.sending_pool import DigestSendingPool
 from ..delivery.streams import StreamTransports
+from ..delivery.webhooks import deliver_webhook_batch
 from ..extensions import db
 from ..mail.transport import DeliveryError
 from ..observability.exposition import serve_worker_metrics
@@ -227,6 +228,15 @@ class Worker:
 
     # -- outbox ---------------------------------------------------------------------------
 
+    def _webhook_pass(self) -> int:
+        """Outgoing webhooks due now (issue 14), posted between outbox batches."""
+        try:
+            return deliver_webhook_batch()
+        except SQLAlchemyError as exc:
+            db.session.rollback()
+            log.warning("webhook pass failed: %s", exc)
+            return 0
+
     def _outbox_loop(self, summary: WorkSummary, *, until_idle: bool) -> int:
         claimed_total = 0
         outage = OUTAGE_BACKOFF_FIRST_SECONDS
@@ -257,6 +267,7 @@ class Worker:
                         if not until_idle:
                             self.stopping.wait(outage)
                     outage = OUTAGE_BACKOFF_FIRST_SECONDS
+                    claimed += self._webhook_pass()
                     summary.outbox_claimed += claimed
                     if self.progress is not None:
                         self.progress.tick()

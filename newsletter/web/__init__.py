@@ -18,6 +18,8 @@ def register_web(app: Flask) -> None:
         public,
         request_log,
         security,
+        staff_console,
+        two_factor,
     )
 
     request_log.init_app(app)
@@ -35,3 +37,5 @@ def register_web(app: Flask) -> None:
     from . import webhooks
 
     webhooks.init_app(app)
+    staff_console.init_app(app)
+    two_factor.init_app(app)

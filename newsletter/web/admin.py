@@ -20,6 +20,7 @@ from flask import (
     abort,
     current_app,
     flash,
+    g,
     jsonify,
     redirect,
     render_template,
@@ -98,8 +99,9 @@ from ..models import (
     Subscriber,
     utcnow,
 )
-from .auth import staff_required
+from .auth import audit, can, requires, staff_required
 from .inputs import InputError, explain, is_json_request
+from .two_factor_gate import step_up
 
 blueprint = Blueprint("admin", __name__, url_prefix="/admin")
 # Ids fit a signed 64-bit column: a longer number in a URL is a 404, not a database error.
@@ -148,7 +150,20 @@ def console_section() -> str:
     for word in ("subscriber", "release", "digest", "suppression"):
         if word in endpoint:
             return f"admin.{word}s"
+    for word, section in STAFF_SECTIONS.items():
+        if word in endpoint:
+            return section
     return "admin.dashboard"
+
+
+# The staff pages (issue 14) and the navigation entry each belongs to.
+STAFF_SECTIONS = {
+    "staff_admin.staff": "staff_admin.staff_list",
+    "token": "staff_admin.tokens",
+    "audit": "staff_admin.audit_log",
+    "webhook": "staff_admin.webhooks_page",
+    "two_factor": "staff_admin.two_factor",
+}
 
 
 @blueprint.context_processor
@@ -160,6 +175,7 @@ def console_helpers() -> dict[str, Any]:
         "console_time": console_time,
         "language_names": LANGUAGE_NAMES,
         "has_endpoint": lambda name: name in current_app.view_functions,
+        "can": can,
     }
 
 
@@ -246,7 +262,7 @@ def dashboard():
 
 
 @blueprint.get("/subscribers")
-@staff_required
+@requires("subscribers:read")
 def subscribers():
     subscriber_filter = filter_from_args()
     page = subscriber_page(subscriber_filter, int_arg("page"), CONSOLE_PAGE_SIZE)
@@ -270,7 +286,7 @@ def subscribers():
 
 
 @blueprint.get(f"/subscribers/<{ID}:subscriber_id>")
-@staff_required
+@requires("subscribers:read")
 def subscriber(subscriber_id: int):
     row = db.session.get(Subscriber, subscriber_id)
     if row is None:
@@ -278,8 +294,30 @@ def subscriber(subscriber_id: int):
     return render_template("admin/subscriber.html", subscriber=row)
 
 
+def subscriber_filter_details(subscriber_filter: SubscriberFilter) -> dict[str, str]:
+    """The filter of an export, for the audit log (what was exported, not who is in it)."""
+    return {
+        name: value
+        for name, value in (
+            ("status", subscriber_filter.status),
+            ("language", subscriber_filter.language),
+            ("query", subscriber_filter.query),
+        )
+        if value
+    }
+
+
+def commit_keeping_staff_loaded() -> None:
+    """Commit before a streamed response: the stream outlives the view, and the staff member
+    (read again by templates and Flask-Login) must not be left expired."""
+    db.session.commit()
+    if g.get("staff") is not None:
+        db.session.refresh(g.staff)
+
+
 @blueprint.get("/subscribers/export.csv")
-@staff_required
+@requires("subscribers:export")
+@step_up
 def export_subscribers():
     subscriber_filter = filter_from_args()
 
@@ -287,6 +325,12 @@ def export_subscribers():
         yield "\ufeff"  # spreadsheets read the file as UTF-8 only with the BOM
         yield from export_lines(subscriber_filter)
 
+    audit(
+        "subscribers.export",
+        "subscribers",
+        details={"format": "csv", **subscriber_filter_details(subscriber_filter)},
+    )
+    commit_keeping_staff_loaded()
     filename = f"subscribers-{utcnow():%Y%m%d-%H%M}.csv"
     return Response(
         stream_with_context(generate()),
@@ -368,7 +412,7 @@ def read_import_text() -> str:
 
 @blueprint.route("/subscribers/import", methods=["GET", "POST"])
 @csrf.exempt  # checked below, once the larger body limit of an import is in place
-@staff_required
+@requires("subscribers:import")
 def import_subscribers():
     language = request.args.get("language") or current_app.config["BABEL_DEFAULT_LOCALE"]
     if request.method == "GET":
@@ -410,6 +454,16 @@ def _suppression_keys() -> SuppressionKeys:
 def apply_import(plan: ImportPlan, text: str, language: str):
     try:
         result = apply_subscriber_import(plan)
+        audit(
+            "subscribers.import",
+            "subscribers",
+            details={
+                "confirmed": result.confirmed,
+                "pending": result.pending,
+                "rows": len(plan.rows),
+                "language": language,
+            },
+        )
         db.session.commit()
     except IntegrityError:
         # Someone subscribed one of these addresses meanwhile: nothing of this import is kept.
@@ -433,7 +487,7 @@ def apply_import(plan: ImportPlan, text: str, language: str):
 
 
 @blueprint.get("/subscribers/import/template.csv")
-@staff_required
+@requires("subscribers:import")
 def import_template():
     sample = "email,name,language,consent_at,consent_ip,consent_page\r\n"
     sample += "reader@example.org,Reader,fr,,,\r\n"
@@ -510,7 +564,7 @@ def zone_names() -> dict[str, Any]:
 
 
 @blueprint.get("/releases")
-@staff_required
+@requires("releases:read")
 def releases():
     language = request.args.get("language", "")
     if language and language not in LANGUAGES:
@@ -581,10 +635,14 @@ def release_form(release: Release | None):
                 errors={},
                 preview=cleaned,
             )
+        if not can("releases:write"):
+            raise InputError(403, "forbidden", _("Your role does not allow this."))
         if release is None:
             release = create_release(data)
+            audit("release.create", "release", release.id)
         else:
             update_release(release, data)
+            audit("release.update", "release", release.id)
         db.session.commit()
     except InvalidInput as exc:
         db.session.rollback()
@@ -597,13 +655,13 @@ def release_form(release: Release | None):
 
 
 @blueprint.route("/releases/new", methods=["GET", "POST"])
-@staff_required
+@requires("releases:write")
 def new_release():
     return release_form(None)
 
 
 @blueprint.route(f"/releases/<{ID}:release_id>", methods=["GET", "POST"])
-@staff_required
+@requires("releases:read")
 def edit_release(release_id: int):
     release = db.session.get(Release, release_id)
     if release is None:
@@ -613,7 +671,7 @@ def edit_release(release_id: int):
 
 @blueprint.post("/releases/import")
 @csrf.exempt  # checked below, once the larger body limit of an upload is in place
-@staff_required
+@requires("releases:write")
 def import_releases():
     request.max_content_length = FEED_UPLOAD_MAX_BYTES + 64 * 1024
     request.max_form_memory_size = FEED_UPLOAD_MAX_BYTES + 64 * 1024
@@ -642,6 +700,16 @@ def import_releases():
         else:
             raise FeedError(_("Choose a feed file or give its address."))
         report = import_feed(data, default_language=language)
+        audit(
+            "releases.import",
+            "releases",
+            details={
+                "source": source,
+                "created": report.created,
+                "updated": report.updated,
+                "unchanged": report.unchanged,
+            },
+        )
         db.session.commit()
     except FeedError as exc:
         db.session.rollback()
@@ -704,7 +772,7 @@ def progress_json(digest: Digest) -> dict[str, Any]:
 
 
 @blueprint.get("/digests")
-@staff_required
+@requires("digests:read")
 def digests():
     history = paginate(digests_query(), page=int_arg("page"), per_page=CONSOLE_PAGE_SIZE)
     schedules = db.session.scalars(schedules_query()).all()
@@ -735,7 +803,8 @@ def render_digests_with_errors(**overrides: Any):
 
 
 @blueprint.post("/digests")
-@staff_required
+@requires("digests:send")
+@step_up
 def create_one_off_digest():
     form = request.form
     values = {
@@ -748,6 +817,7 @@ def create_one_off_digest():
                 raise InvalidInput({"send_at": _("Give a date and a time.")})
             data["send_at"] = local_time_to_iso(form["send_at"], zone_of_form(form), "send_at")
         digest = create_digest(data)
+        audit("digest.create", "digest", digest.id, {"language": digest.language})
         db.session.commit()
     except InvalidInput as exc:
         db.session.rollback()
@@ -757,7 +827,8 @@ def create_one_off_digest():
 
 
 @blueprint.post("/digests/schedules")
-@staff_required
+@requires("digests:send")
+@step_up
 def create_recurring_digest():
     form = request.form
     names = ("language", "subject", "every", "at", "weekday", "timezone")
@@ -766,7 +837,8 @@ def create_recurring_digest():
     if data.get("every") == "day":
         data.pop("weekday", None)
     try:
-        create_schedule(data)
+        schedule = create_schedule(data)
+        audit("schedule.create", "schedule", schedule.id, {"cron": schedule.cron})
         db.session.commit()
     except InvalidInput as exc:
         db.session.rollback()
@@ -776,7 +848,7 @@ def create_recurring_digest():
 
 
 @blueprint.post(f"/digests/schedules/<{ID}:schedule_id>/<any(pause, resume, cancel):action>")
-@staff_required
+@requires("digests:send")
 def change_schedule(schedule_id: int, action: str):
     schedule = db.session.get(DigestSchedule, schedule_id)
     if schedule is None:
@@ -788,6 +860,7 @@ def change_schedule(schedule_id: int, action: str):
     }[action]
     try:
         set_schedule_status(schedule, status)
+        audit(f"schedule.{action}", "schedule", schedule.id)
         db.session.commit()
     except DigestStateError:
         db.session.rollback()
@@ -803,7 +876,7 @@ def load_digest(digest_id: int) -> Digest:
 
 
 @blueprint.get(f"/digests/<{ID}:digest_id>")
-@staff_required
+@requires("digests:read")
 def digest(digest_id: int):
     row = load_digest(digest_id)
     return render_template(
@@ -816,7 +889,7 @@ def digest(digest_id: int):
 
 
 @blueprint.get(f"/digests/<{ID}:digest_id>/progress")
-@staff_required
+@requires("digests:read")
 def digest_progress_json(digest_id: int):
     response = jsonify(progress_json(load_digest(digest_id)))
     response.headers["Cache-Control"] = "no-store"
@@ -824,7 +897,7 @@ def digest_progress_json(digest_id: int):
 
 
 @blueprint.get(f"/digests/<{ID}:digest_id>/preview")
-@staff_required
+@requires("digests:draft")
 def preview_digest(digest_id: int):
     row = load_digest(digest_id)
     message = preview_message(row)
@@ -844,7 +917,7 @@ def preview_digest(digest_id: int):
 
 
 @blueprint.post(f"/digests/<{ID}:digest_id>/test")
-@staff_required
+@requires("digests:draft")
 def test_send_digest(digest_id: int):
     row = load_digest(digest_id)
     try:
@@ -859,13 +932,14 @@ def test_send_digest(digest_id: int):
             test_error=explain(exc),
         ), 422
     queue_test_send(row, address.email)
+    audit("digest.test_send", "digest", row.id, {"to": address.email})
     db.session.commit()
     flash(_("A test copy is on its way to %(email)s.", email=address.email), "ok")
     return redirect(url_for("admin.digest", digest_id=row.id), 303)
 
 
 @blueprint.post(f"/digests/<{ID}:digest_id>/<any(pause, resume, cancel):action>")
-@staff_required
+@requires("digests:send")
 def change_digest(digest_id: int, action: str):
     row = load_digest(digest_id)
     try:
@@ -875,6 +949,7 @@ def change_digest(digest_id: int, action: str):
             resume_digest(row)
         else:
             cancel_digest(row)
+        audit(f"digest.{action}", "digest", row.id)
         db.session.commit()
     except DigestStateError:
         db.session.rollback()

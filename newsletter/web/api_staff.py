@@ -55,9 +55,10 @@ from ..models import (
     Subscriber,
     SubscriberStatus,
 )
-from .auth import bearer_token, staff_required
+from .auth import audit, bearer_token, requires, staff_required
 from .inputs import InputError, explain, is_json_request, read_payload
 from .openapi import OPENAPI
+from .two_factor_gate import step_up
 
 blueprint = Blueprint("api_staff", __name__, url_prefix="/api")
 # Scripts authenticate with bearer tokens, which a cross-site page cannot send. Browser
@@ -170,7 +171,7 @@ def subscriber_as_dict(subscriber: Subscriber) -> dict[str, Any]:
 
 
 @blueprint.get("/v1/subscribers")
-@staff_required
+@requires("subscribers:read")
 def list_subscribers():
     status = _choice_arg("status", list(SubscriberStatus))
     language = _choice_arg("language", list(LANGUAGES))
@@ -189,7 +190,7 @@ def list_subscribers():
 
 
 @blueprint.get("/v1/releases")
-@staff_required
+@requires("releases:read")
 def get_releases():
     language = _choice_arg("language", list(LANGUAGES))
     page, per_page = _paging()
@@ -198,25 +199,26 @@ def get_releases():
 
 
 @blueprint.post("/v1/releases")
-@staff_required
+@requires("releases:write")
 def post_release():
     try:
         release = create_release(_json_body())
     except InvalidInput as exc:
         db.session.rollback()
         raise _invalid(exc.fields) from None
+    audit("release.create", "release", release.id)
     db.session.commit()
     return jsonify(release_as_dict(release)), 201
 
 
 @blueprint.get("/v1/releases/<int:release_id>")
-@staff_required
+@requires("releases:read")
 def get_release(release_id: int):
     return jsonify(release_as_dict(_get_or_404(Release, release_id, "release")))
 
 
 @blueprint.patch("/v1/releases/<int:release_id>")
-@staff_required
+@requires("releases:write")
 def patch_release(release_id: int):
     release = _get_or_404(Release, release_id, "release")
     try:
@@ -224,6 +226,7 @@ def patch_release(release_id: int):
     except InvalidInput as exc:
         db.session.rollback()
         raise _invalid(exc.fields) from None
+    audit("release.update", "release", release.id)
     db.session.commit()
     return jsonify(release_as_dict(release))
 
@@ -233,7 +236,7 @@ def patch_release(release_id: int):
 
 
 @blueprint.get("/v1/digests")
-@staff_required
+@requires("digests:read")
 def get_digests():
     status = _choice_arg("status", list(DigestStatus))
     language = _choice_arg("language", list(LANGUAGES))
@@ -243,55 +246,58 @@ def get_digests():
 
 
 @blueprint.post("/v1/digests")
-@staff_required
+@requires("digests:send")
+@step_up
 def post_digest():
     try:
         digest = create_digest(_json_body())
     except InvalidInput as exc:
         db.session.rollback()
         raise _invalid(exc.fields) from None
+    audit("digest.create", "digest", digest.id, {"language": digest.language})
     db.session.commit()
     return jsonify(id=digest.id, status=digest.status, send_at=iso(digest.send_at)), 201
 
 
 @blueprint.get("/v1/digests/<int:digest_id>")
-@staff_required
+@requires("digests:read")
 def get_digest(digest_id: int):
     return jsonify(digest_as_dict(_get_or_404(Digest, digest_id, "digest")))
 
 
-def _digest_action(digest_id: int, action) -> Response:
+def _digest_action(digest_id: int, action, name: str) -> Response:
     _optional_json_body()
     digest = _get_or_404(Digest, digest_id, "digest")
     try:
         action(digest)
     except DigestStateError as exc:
         raise _conflict(exc) from None
+    audit(f"digest.{name}", "digest", digest.id)
     db.session.commit()
     db.session.refresh(digest)
     return jsonify(digest_as_dict(digest))
 
 
 @blueprint.post("/v1/digests/<int:digest_id>/pause")
-@staff_required
+@requires("digests:send")
 def pause(digest_id: int):
-    return _digest_action(digest_id, pause_digest)
+    return _digest_action(digest_id, pause_digest, "pause")
 
 
 @blueprint.post("/v1/digests/<int:digest_id>/resume")
-@staff_required
+@requires("digests:send")
 def resume(digest_id: int):
-    return _digest_action(digest_id, resume_digest)
+    return _digest_action(digest_id, resume_digest, "resume")
 
 
 @blueprint.post("/v1/digests/<int:digest_id>/cancel")
-@staff_required
+@requires("digests:send")
 def cancel(digest_id: int):
-    return _digest_action(digest_id, cancel_digest)
+    return _digest_action(digest_id, cancel_digest, "cancel")
 
 
 @blueprint.post("/v1/digests/<int:digest_id>/resend-failed")
-@staff_required
+@requires("digests:send")
 def resend_failed(digest_id: int):
     _optional_json_body()
     digest = _get_or_404(Digest, digest_id, "digest")
@@ -299,12 +305,13 @@ def resend_failed(digest_id: int):
         requeued = prepare_resend_failed(digest)
     except DigestStateError as exc:
         raise _conflict(exc) from None
+    audit("digest.resend_failed", "digest", digest.id, {"requeued": requeued})
     db.session.commit()
     return jsonify(requeued=requeued, digest=digest_as_dict(digest))
 
 
 @blueprint.get("/v1/digests/<int:digest_id>/deliveries")
-@staff_required
+@requires("digests:read")
 def get_deliveries(digest_id: int):
     _get_or_404(Digest, digest_id, "digest")
     status = _choice_arg("status", list(DeliveryStatus))
@@ -337,7 +344,7 @@ def delivery_as_dict(delivery: Delivery, emails: dict[int, str]) -> dict[str, An
 
 
 @blueprint.get("/v1/digests/<int:digest_id>/preview")
-@staff_required
+@requires("digests:draft")
 def preview(digest_id: int):
     digest = _get_or_404(Digest, digest_id, "digest")
     fmt = _choice_arg("format", ["json", "html", "text"]) or "json"
@@ -358,7 +365,7 @@ def preview(digest_id: int):
 
 
 @blueprint.post("/v1/digests/<int:digest_id>/test-send")
-@staff_required
+@requires("digests:draft")
 def test_send(digest_id: int):
     payload = _json_body()
     digest = _get_or_404(Digest, digest_id, "digest")
@@ -367,6 +374,7 @@ def test_send(digest_id: int):
     except InvalidAddress as exc:
         raise _invalid({"email": explain(exc)}) from None
     queue_test_send(digest, address.email)
+    audit("digest.test_send", "digest", digest.id, {"to": address.email})
     db.session.commit()
     return jsonify(status="queued", email=address.email), 202
 
@@ -376,7 +384,7 @@ def test_send(digest_id: int):
 
 
 @blueprint.get("/v1/schedules")
-@staff_required
+@requires("digests:read")
 def get_schedules():
     status = _choice_arg("status", list(ScheduleStatus))
     page, per_page = _paging()
@@ -385,25 +393,26 @@ def get_schedules():
 
 
 @blueprint.post("/v1/schedules")
-@staff_required
+@requires("digests:send")
 def post_schedule():
     try:
         schedule = create_schedule(_json_body())
     except InvalidInput as exc:
         db.session.rollback()
         raise _invalid(exc.fields) from None
+    audit("schedule.create", "schedule", schedule.id, {"cron": schedule.cron})
     db.session.commit()
     return jsonify(schedule_as_dict(schedule)), 201
 
 
 @blueprint.get("/v1/schedules/<int:schedule_id>")
-@staff_required
+@requires("digests:read")
 def get_schedule(schedule_id: int):
     return jsonify(schedule_as_dict(_get_or_404(DigestSchedule, schedule_id, "schedule")))
 
 
 @blueprint.patch("/v1/schedules/<int:schedule_id>")
-@staff_required
+@requires("digests:send")
 def patch_schedule(schedule_id: int):
     schedule = _get_or_404(DigestSchedule, schedule_id, "schedule")
     try:
@@ -413,6 +422,7 @@ def patch_schedule(schedule_id: int):
         raise _invalid(exc.fields) from None
     except DigestStateError as exc:
         raise _conflict(exc) from None
+    audit("schedule.update", "schedule", schedule.id)
     db.session.commit()
     return jsonify(schedule_as_dict(schedule))
 
@@ -424,24 +434,25 @@ def _schedule_status(schedule_id: int, status: str) -> Response:
         set_schedule_status(schedule, status)
     except DigestStateError as exc:
         raise _conflict(exc) from None
+    audit(f"schedule.{status}", "schedule", schedule.id)
     db.session.commit()
     return jsonify(schedule_as_dict(schedule))
 
 
 @blueprint.post("/v1/schedules/<int:schedule_id>/pause")
-@staff_required
+@requires("digests:send")
 def pause_schedule(schedule_id: int):
     return _schedule_status(schedule_id, ScheduleStatus.PAUSED)
 
 
 @blueprint.post("/v1/schedules/<int:schedule_id>/resume")
-@staff_required
+@requires("digests:send")
 def resume_schedule(schedule_id: int):
     return _schedule_status(schedule_id, ScheduleStatus.ACTIVE)
 
 
 @blueprint.delete("/v1/schedules/<int:schedule_id>")
-@staff_required
+@requires("digests:send")
 def delete_schedule(schedule_id: int):
     """Cancelling keeps the row (its past runs point at it); it never fires again."""
     return _schedule_status(schedule_id, ScheduleStatus.CANCELLED)

@@ -14,7 +14,7 @@ from ..domain.suppressions import SuppressionKeys, lift, suppression_entries
 from ..extensions import db
 from ..models import InboundMessage, Suppression
 from .admin import ID, blueprint, int_arg
-from .auth import staff_required
+from .auth import audit, requires, staff_required
 
 
 def reason_label(reason: str) -> str:
@@ -54,10 +54,11 @@ def suppressions():
 
 
 @blueprint.post(f"/suppressions/<{ID}:suppression_id>/lift")
-@staff_required
+@requires("subscribers:write")
 def lift_suppression(suppression_id: int):
     if not lift(suppression_id):
         abort(404)
+    audit("suppression.lift", "suppression", suppression_id)
     db.session.commit()
     flash(_("The address may be mailed again; it has to subscribe again itself."), "ok")
     return redirect(url_for("admin.suppressions"), 303)

@@ -83,7 +83,13 @@ def add_release(
 
 def staff_token(email: str = "staff@example.org") -> str:
     """A staff user with an API token (no password machinery needed)."""
-    user = User(email=email, email_key=email.casefold(), password_hash="x", is_staff=True)
+    user = User(
+        email=email,
+        email_key=email.casefold(),
+        password_hash="x",
+        is_staff=True,
+        staff_role="owner",
+    )
     db.session.add(user)
     db.session.flush()
     token = issue_api_token(user, name="tests")

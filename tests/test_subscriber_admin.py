@@ -1,0 +1,77 @@
+"""Staff manage one subscriber (issue 14): language and status changes, and erasure with its
+stored mail, each written once to the audit log; viewers may not."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import func, select
+
+from newsletter.domain.accounts import create_staff
+from newsletter.extensions import db
+from newsletter.models import AuditEntry, OutboxMessage, Subscriber, SubscriberStatus
+from tests.support.accounts import STRONG_PASSWORD, login, post_form, speak_english
+from tests.support.digests import add_subscribers
+
+
+def console(app, role: str):
+    with app.app_context():
+        create_staff(f"{role}@example.org", STRONG_PASSWORD, language="en", role=role)
+        db.session.commit()
+    client = app.test_client()
+    speak_english(client)
+    assert login(client, f"{role}@example.org", STRONG_PASSWORD).status_code == 303
+    return client
+
+
+def test_staff_change_language_and_status_and_erase(app):
+    with app.app_context():
+        [email] = add_subscribers(1, language="fr")
+        subscriber_id = db.session.scalar(select(Subscriber.id))
+        db.session.add(
+            OutboxMessage(kind="x", recipient=email, recipient_key=email, message=b"stored")
+        )
+        db.session.commit()
+    owner = console(app, "owner")
+    page = f"/admin/subscribers/{subscriber_id}"
+    changed = post_form(owner, page, f"{page}/change", {"language": "en", "status": "unsubscribed"})
+    assert changed.status_code == 303
+    refused = post_form(owner, page, f"{page}/change", {"status": "pending"})
+    assert refused.status_code == 303
+    with app.app_context():
+        row = db.session.get(Subscriber, subscriber_id)
+        assert (row.language, row.status) == ("en", SubscriberStatus.UNSUBSCRIBED)
+    erased = post_form(owner, page, f"{page}/erase", {"confirm": "erase"})
+    assert erased.status_code == 303
+    with app.app_context():
+        assert db.session.get(Subscriber, subscriber_id) is None
+        assert db.session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
+        entries = list(
+            db.session.scalars(
+                select(AuditEntry).where(AuditEntry.action.startswith("subscriber."))
+            )
+        )
+    assert [(e.action, e.target_ids) for e in entries] == [
+        ("subscriber.update", str(subscriber_id)),
+        ("subscriber.erase", str(subscriber_id)),
+    ]
+    assert json.loads(entries[0].details) == {
+        "language": ["fr", "en"],
+        "status": ["confirmed", "unsubscribed"],
+    }
+    erase = json.loads(entries[1].details)
+    assert erase["never_mail_again"] is True and erase["stored_mail_deleted"] == 1
+    assert len(erase["address_hash"]) == 64
+    assert email not in entries[1].details  # the erased address is not kept in clear
+
+
+def test_a_viewer_cannot_change_or_erase(app):
+    with app.app_context():
+        add_subscribers(1, language="fr")
+        subscriber_id = db.session.scalar(select(Subscriber.id))
+    viewer = console(app, "viewer")
+    page = f"/admin/subscribers/{subscriber_id}"
+    assert "Erase" not in viewer.get(page).get_data(as_text=True)
+    assert post_form(viewer, page, f"{page}/erase", {"confirm": "erase"}).status_code == 403
+    with app.app_context():
+        assert db.session.get(Subscriber, subscriber_id) is not None

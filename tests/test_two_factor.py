@@ -1,0 +1,164 @@
+"""Two-factor login for staff (issue 14): TOTP enrolment from a server-drawn QR code, a code
+asked after the password, single-use recovery codes, wrong codes counted toward the login
+throttle, enrolment required by role, and a fresh code asked for exports."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pyotp
+import pytest
+import segno
+from sqlalchemy import select
+
+from newsletter.config import LOGIN_FREE_FAILURES_PER_CLIENT, LOGIN_THROTTLE_BASE_DELAY
+from newsletter.domain.accounts import create_staff
+from newsletter.extensions import db
+from newsletter.models import AuditEntry, StaffRecoveryCode
+from tests.support.accounts import STRONG_PASSWORD, csrf_token, login, speak_english
+
+
+def make_staff(app, email: str = "owner@example.org", role: str = "owner") -> None:
+    with app.app_context():
+        create_staff(email, STRONG_PASSWORD, language="en", role=role)
+        db.session.commit()
+
+
+def logged_in(app, email: str = "owner@example.org"):
+    client = app.test_client()
+    speak_english(client)
+    response = login(client, email, STRONG_PASSWORD, next_url="/admin/")
+    assert response.status_code == 303
+    return client, response
+
+
+def code_at(secret: str, steps_ahead: int = 0) -> str:
+    return pyotp.TOTP(secret).at(time.time() + 30 * steps_ahead)
+
+
+def enrol(client) -> tuple[str, list[str]]:
+    page = client.get("/admin/2fa").get_data(as_text=True)
+    secret = re.search(r'<code id="totp-secret">([A-Z2-7]+)</code>', page).group(1)
+    # The QR code on the page is the otpauth URI of that very secret.
+    uri = pyotp.TOTP(secret).provisioning_uri(name="owner@example.org", issuer_name="Newsletter")
+    expected = segno.make(uri, error="m").svg_inline(scale=5, border=2, title="QR code")
+    assert expected in page
+    response = client.post(
+        "/admin/2fa", data={"code": code_at(secret), "csrf_token": csrf_token(client, "/admin/2fa")}
+    )
+    assert response.status_code == 200
+    codes = re.findall(
+        r"<li><code>([0-9a-f]{5}-[0-9a-f]{5})</code></li>", response.get_data(as_text=True)
+    )
+    assert len(codes) == 10
+    return secret, codes
+
+
+def give_code(client, code: str, next_url: str = "/admin/"):
+    return client.post(
+        "/account/2fa",
+        data={
+            "code": code,
+            "next": next_url,
+            "csrf_token": csrf_token(client, "/account/2fa?next=/admin/"),
+        },
+    )
+
+
+def actions(app) -> list[str]:
+    with app.app_context():
+        return list(db.session.scalars(select(AuditEntry.action).order_by(AuditEntry.id)))
+
+
+def test_enrol_then_log_in_with_a_code_that_works_once(app):
+    make_staff(app)
+    client, _ = logged_in(app)
+    secret, _codes = enrol(client)
+    with app.app_context():
+        hashes = list(db.session.scalars(select(StaffRecoveryCode.code_hash)))
+        assert len(hashes) == 10 and all(len(h) == 64 for h in hashes)  # stored hashed
+    client.post("/account/logout", data={"csrf_token": csrf_token(client, "/admin/")})
+
+    client, response = logged_in(app)
+    # The password alone opens nothing of the console or the API.
+    assert client.get("/admin/").headers["Location"].startswith("/account/2fa")
+    assert client.get("/api/v1/releases", headers={"Accept": "application/json"}).status_code == 401
+    assert give_code(client, "000000").status_code == 401
+    ok = give_code(client, code_at(secret, 1))
+    assert ok.status_code == 303 and ok.headers["Location"] == "/admin/"
+    assert client.get("/admin/").status_code == 200
+    client.post("/account/logout", data={"csrf_token": csrf_token(client, "/admin/")})
+
+    client, _ = logged_in(app)
+    assert give_code(client, code_at(secret, 1)).status_code == 401  # replayed
+    assert give_code(client, code_at(secret, 0)).status_code == 401  # older
+    assert actions(app).count("staff.2fa_failed") == 3
+    assert actions(app).count("staff.2fa_passed") == 1
+
+
+def test_a_recovery_code_works_once(app):
+    make_staff(app)
+    client, _ = logged_in(app)
+    _secret, codes = enrol(client)
+    client.post("/account/logout", data={"csrf_token": csrf_token(client, "/admin/")})
+    client, _ = logged_in(app)
+    assert give_code(client, codes[3].upper()).status_code == 303
+    client.post("/account/logout", data={"csrf_token": csrf_token(client, "/admin/")})
+    client, _ = logged_in(app)
+    assert give_code(client, codes[3]).status_code == 401
+    assert give_code(client, codes[4]).status_code == 303
+
+
+def test_wrong_codes_count_toward_the_login_throttle(app):
+    make_staff(app)
+    client, _ = logged_in(app)
+    secret, _codes = enrol(client)
+    client.post("/account/logout", data={"csrf_token": csrf_token(client, "/admin/")})
+    client, _ = logged_in(app)
+    for _ in range(LOGIN_FREE_FAILURES_PER_CLIENT):
+        assert give_code(client, "123456").status_code == 401
+    # Throttled like a password: even the right code waits for the delay to run out.
+    refused = give_code(client, code_at(secret, 1))
+    assert refused.status_code == 429
+    assert "wait a moment" in refused.get_data(as_text=True)
+    assert client.get("/admin/").headers["Location"].startswith("/account/2fa")
+    time.sleep(LOGIN_THROTTLE_BASE_DELAY.total_seconds() + 0.2)
+    assert give_code(client, code_at(secret, 1)).status_code == 303
+    assert client.get("/admin/").status_code == 200
+    assert actions(app).count("staff.2fa_failed") == LOGIN_FREE_FAILURES_PER_CLIENT + 1
+
+
+@pytest.fixture
+def app_config(app_config):
+    app_config["STAFF_2FA"] = "required"
+    app_config["STAFF_STEP_UP_SECONDS"] = 60
+    return app_config
+
+
+def test_owners_and_senders_must_enrol_when_required(app):
+    make_staff(app, "owner@example.org", "owner")
+    make_staff(app, "editor@example.org", "editor")
+    owner, _ = logged_in(app, "owner@example.org")
+    assert owner.get("/admin/releases").headers["Location"] == "/admin/2fa"
+    editor, _ = logged_in(app, "editor@example.org")
+    assert editor.get("/admin/releases").status_code == 200
+    enrol(owner)
+    assert owner.get("/admin/releases").status_code == 200
+
+
+def test_exports_ask_for_a_fresh_code_after_a_while(app):
+    make_staff(app)
+    client, _ = logged_in(app)
+    secret, _codes = enrol(client)
+    assert client.get("/admin/subscribers/export.csv").status_code == 200
+    with client.session_transaction() as session:
+        session["staff_2fa_at"] = time.time() - 61
+    asked = client.get("/admin/subscribers/export.csv")
+    assert asked.status_code == 303
+    assert asked.headers["Location"].startswith("/account/2fa?next=/admin/subscribers/export.csv")
+    assert client.get("/admin/audit/export.json").status_code == 303
+    assert give_code(client, code_at(secret, 1), "/admin/subscribers/export.csv").status_code == 303
+    assert client.get("/admin/subscribers/export.csv").status_code == 200
+    # Tokens are not sessions: no step-up for them (their scopes and expiry are the guard).
+    assert actions(app).count("subscribers.export") == 2
