@@ -416,7 +416,7 @@ class Suppression(db.Model):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     address_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    reason: Mapped[str] = mapped_column(String(32))  # hard_bounce, complaint
+    reason: Mapped[str] = mapped_column(String(32))  # hard_bounce, complaint, erased
     detail: Mapped[str | None] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 

@@ -75,3 +75,56 @@ def test_a_viewer_cannot_change_or_erase(app):
     assert post_form(viewer, page, f"{page}/erase", {"confirm": "erase"}).status_code == 403
     with app.app_context():
         assert db.session.get(Subscriber, subscriber_id) is not None
+
+
+def erase_through_console(app, owner, email: str, status: str) -> int:
+    """A subscriber with ``status`` and one stored outbox message, erased by an owner."""
+    with app.app_context():
+        [stored] = add_subscribers(1, language="en", prefix=email.split("@")[0])
+        row = db.session.scalars(select(Subscriber).where(Subscriber.email == stored)).one()
+        row.status = status
+        if status == SubscriberStatus.UNSUBSCRIBED:
+            row.unsubscribe_method = "complaint"
+        db.session.add(
+            OutboxMessage(kind="x", recipient=stored, recipient_key=stored, message=b"stored")
+        )
+        db.session.commit()
+        subscriber_id = row.id
+    page = f"/admin/subscribers/{subscriber_id}"
+    assert post_form(owner, page, f"{page}/erase", {"confirm": "erase"}).status_code == 303
+    return subscriber_id
+
+
+def test_erasing_someone_who_left_keeps_them_off_a_later_import(app):
+    """GDPR erasure of a subscriber who unsubscribed (here by complaint) or bounced leaves a
+    keyed hash on the suppression list: a later CSV import refuses the address; the row and its
+    stored mail are gone. Someone merely confirmed or pending who is erased leaves no entry:
+    they never asked not to be mailed, and may subscribe again."""
+    from newsletter.models import Suppression
+    from tests.test_admin import post_import
+
+    owner = console(app, "owner")
+    left = erase_through_console(app, owner, "left@example.org", SubscriberStatus.UNSUBSCRIBED)
+    gone = erase_through_console(app, owner, "gone@example.org", SubscriberStatus.BOUNCED)
+    kept = erase_through_console(app, owner, "kept@example.org", SubscriberStatus.CONFIRMED)
+    with app.app_context():
+        for subscriber_id in (left, gone, kept):
+            assert db.session.get(Subscriber, subscriber_id) is None
+        assert db.session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
+        reasons = list(db.session.scalars(select(Suppression.reason)))
+        assert reasons == ["erased", "erased"]
+        details = [
+            json.loads(e.details)
+            for e in db.session.scalars(
+                select(AuditEntry).where(AuditEntry.action == "subscriber.erase")
+                .order_by(AuditEntry.id)
+            )
+        ]
+    assert [d["suppressed"] for d in details] == [True, True, False]
+    csv_text = "email\r\nleft-0@example.org\r\ngone-0@example.org\r\nkept-0@example.org\r\n"
+    preview = post_import(owner, csv_text).get_data(as_text=True)
+    assert preview.count("On the suppression list") == 2
+    post_import(owner, csv_text, step="import")
+    with app.app_context():
+        keys = set(db.session.scalars(select(Subscriber.email_key)))
+    assert keys == {"kept-0@example.org"}

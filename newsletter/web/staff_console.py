@@ -50,6 +50,7 @@ from ..domain.staff import (
     staff_members,
 )
 from ..domain.subscriber_admin import change_subscriber, erase_subscriber
+from ..domain.suppressions import SuppressionKeys
 from ..domain.two_factor import is_enrolled
 from ..domain.webhooks import WebhookError
 from ..extensions import db
@@ -524,7 +525,9 @@ def erase_subscriber_view(subscriber_id: int):
     if request.form.get("confirm") != "erase":
         flash(_("Tick the box to confirm the erasure."), "bad")
         return redirect(url_for("admin.subscriber", subscriber_id=subscriber_id), 303)
-    details = erase_subscriber(row, current_app.config["SECRET_KEY"])
+    details = erase_subscriber(
+        row, current_app.config["SECRET_KEY"], SuppressionKeys.from_config(current_app.config)
+    )
     audit("subscriber.erase", "subscriber", subscriber_id, details)
     db.session.commit()
     flash(_("The subscriber and their stored mail are erased."), "ok")
