@@ -270,3 +270,44 @@ def test_inbound_command_listens_and_stores(app, app_config, codec, tmp_path):
         process.terminate()
         process.wait(timeout=20)
         log.close()
+
+
+def test_inbound_changes_emit_the_outgoing_webhook_events(app, codec):
+    """The feedback loop goes through the same domain changes as the rest: a 5.1.1 DSN queues
+    ``subscriber.bounced`` and a mailto request ``subscriber.unsubscribed`` for an endpoint
+    that wants them (rows written with the change), and the bounce is counted."""
+    import json
+
+    from prometheus_client import REGISTRY
+
+    from newsletter.domain.webhooks import create_endpoint
+    from newsletter.inbound.processor import receive
+    from newsletter.models import WebhookDelivery
+
+    def bounces_counted() -> float:
+        return REGISTRY.get_sample_value("newsletter_bounces_total", {"source": "inbound"}) or 0
+
+    with app.app_context():
+        create_endpoint(
+            "http://127.0.0.1:9/hook", ["subscriber.bounced", "subscriber.unsubscribed"]
+        )
+        gone = add_subscriber("gone@example.com")
+        leaving = add_subscriber("leaving@example.com")
+        delivery = add_delivery(gone)
+        db.session.commit()
+        before = bounces_counted()
+        return_path = codec.address(BOUNCE_ADDRESS, "delivery", delivery.id)
+        receive("smtp", dsn(return_path, "gone@example.com", "5.1.1"), recipients=[return_path])
+        mailto = codec.address(BOUNCE_ADDRESS, "subscriber", leaving.id)
+        receive("smtp", mailto_request("leaving@example.com", mailto), recipients=[mailto])
+        # The same DSN again changes nothing, so it says nothing again.
+        receive("smtp", dsn(return_path, "gone@example.com", "5.1.1"), recipients=[return_path])
+        rows = db.session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id)).all()
+        counted = bounces_counted() - before
+    events = [(row.event_type, json.loads(row.body)["data"]) for row in rows]
+    assert [(kind, data["email"]) for kind, data in events] == [
+        ("subscriber.bounced", "gone@example.com"),
+        ("subscriber.unsubscribed", "leaving@example.com"),
+    ]
+    assert events[1][1]["method"] == "mailto"
+    assert counted == 1

@@ -474,6 +474,10 @@ def record_hard_bounces(subscriber_ids: list[int], now: datetime) -> None:
         .values(status=SubscriberStatus.BOUNCED, bounced_at=now)
         .execution_options(synchronize_session=False)
     )
+    # A bulk update (this runs per send batch), so not through domain.mark_bounced; the same
+    # counter and event, once per subscriber.
+    if becoming_bounced:
+        instruments.BOUNCES.labels("smtp").inc(len(becoming_bounced))
     for subscriber_id, address, language in becoming_bounced:
         emit_event(
             "subscriber.bounced", {"id": subscriber_id, "email": address, "language": language}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import functools
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Insert, bindparam, func
 from sqlalchemy.dialects import postgresql, sqlite
@@ -332,6 +333,19 @@ def unsubscribe(subscriber: Subscriber, *, method: str) -> bool:
     subscriber.unsubscribe_method = method
     instruments.UNSUBSCRIBES.labels(method).inc()
     emit_event("subscriber.unsubscribed", {**subscriber_event_data(subscriber), "method": method})
+    return True
+
+
+def mark_bounced(subscriber: Subscriber, *, source: str, now: datetime | None = None) -> bool:
+    """Mark a pending or confirmed subscriber bounced (mail to them cannot be delivered);
+    counts it and queues ``subscriber.bounced`` in the caller's transaction. Returns False
+    when they were already inactive (nothing changes, nothing is said again)."""
+    if subscriber.status not in (SubscriberStatus.PENDING, SubscriberStatus.CONFIRMED):
+        return False
+    subscriber.status = SubscriberStatus.BOUNCED
+    subscriber.bounced_at = now or utcnow()
+    instruments.BOUNCES.labels(source).inc()
+    emit_event("subscriber.bounced", subscriber_event_data(subscriber))
     return True
 
 

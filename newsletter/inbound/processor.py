@@ -25,7 +25,7 @@ from ..config import (
 )
 from ..domain.addresses import address_key
 from ..domain.return_paths import ReturnPathCodec, ReturnPathToken
-from ..domain.subscriptions import unsubscribe
+from ..domain.subscriptions import mark_bounced, unsubscribe
 from ..domain.suppressions import SuppressionKeys, suppress
 from ..extensions import db
 from ..models import (
@@ -34,7 +34,6 @@ from ..models import (
     InboundMessage,
     OutboxMessage,
     Subscriber,
-    SubscriberStatus,
     utcnow,
 )
 from .classify import Classification, classify
@@ -124,11 +123,8 @@ def _recent_soft_bounces(subscriber_id: int, now, exclude_id: int | None) -> int
 
 
 def _mark_bounced(subscriber: Subscriber, now) -> bool:
-    if subscriber.status not in (SubscriberStatus.PENDING, SubscriberStatus.CONFIRMED):
-        return False
-    subscriber.status = SubscriberStatus.BOUNCED
-    subscriber.bounced_at = now
-    return True
+    # Through the domain: the same status change, counter and webhook event as everywhere.
+    return mark_bounced(subscriber, source="inbound", now=now)
 
 
 def apply_classification(row: InboundMessage, classification: Classification) -> str:

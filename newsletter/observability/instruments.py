@@ -26,6 +26,11 @@ CONFIRMATIONS = Counter(
 UNSUBSCRIBES = Counter(
     "newsletter_unsubscribes_total", "Subscribers who left, by how.", ["method"]
 )
+# Subscribers marked bounced, by what showed it: "smtp" (the relay refused during the digest
+# send), "inbound" (a DSN or provider webhook read by the feedback loop).
+BOUNCES = Counter(
+    "newsletter_bounces_total", "Subscribers marked bounced, by what showed it.", ["source"]
+)
 MESSAGES_SENT = Counter(
     "newsletter_messages_sent_total", "Messages the SMTP relay accepted.", ["stream"]
 )
