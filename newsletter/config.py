@@ -189,6 +189,11 @@ RETURN_PATH_MAC_CHARS = 10
 # Token kinds: a digest delivery, an outbox message, a subscriber (the personal mailto).
 RETURN_PATH_KINDS = {"d": "delivery", "o": "outbox", "u": "subscriber"}
 SUPPRESSION_SALT = "newsletter.suppression"
+# Suppression reasons that also stop account (transactional) mail. Gmail's and Yahoo's sender
+# rules: an address that hard-bounced is undeliverable, so nothing goes to it; a complaint (or
+# an erasure after unsubscribing) is about bulk mail only, and a reset code the person asked
+# for must still reach them.
+SUPPRESSED_FOR_ALL_MAIL = frozenset({"hard_bounce"})
 # Soft bounces (4.x.x) decay like Mailman's bounce score: only those of the last
 # SOFT_BOUNCE_WINDOW count, and this many of them make the subscriber bounced.
 SOFT_BOUNCES_BEFORE_BOUNCED = 3

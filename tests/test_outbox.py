@@ -213,3 +213,49 @@ def test_two_worker_processes_deliver_each_message_exactly_once(
     with app.app_context():
         statuses = {row.status for row in db.session.scalars(select(OutboxMessage))}
         assert statuses == {"sent"}
+
+
+def test_a_hard_bounced_address_gets_no_account_mail_a_complainer_still_does(
+    app, mailbox, run_worker
+):
+    """Gmail's and Yahoo's rules: a hard-bounced address is suppressed for all mail, a
+    complaint only for bulk (newsletter) mail. A reset code to the hard-bounced address is
+    recorded failed ('suppressed') without reaching SMTP; the complainer still gets their
+    reset code, but not newsletter-stream mail (a welcome)."""
+    from newsletter.delivery.accounts import RESET_KIND
+    from newsletter.domain.suppressions import SuppressionKeys, suppress
+    from tests.conftest import TEST_SECRET_KEY
+
+    def reset_mail(to: str, kind: str = RESET_KIND) -> int:
+        return queue_email(
+            kind,
+            to=to,
+            template="account_reset",
+            language="en",
+            code="123456",
+            reset_url="https://news.example.org/reset/abc",
+            minutes=30,
+        )
+
+    with app.app_context():
+        keys = SuppressionKeys(TEST_SECRET_KEY)
+        suppress(keys, "gone@example.org", "hard_bounce", "5.1.1")
+        suppress(keys, "angry@example.org", "complaint", "abuse")
+        to_gone = reset_mail("Gone@Example.org")
+        to_angry = reset_mail("angry@example.org")
+        welcome_to_angry = reset_mail("angry@example.org", "subscription_welcome")
+        to_fine = reset_mail("fine@example.org")
+        db.session.commit()
+    run_worker()
+    messages = mailbox.wait_for(2)
+    assert sorted(m.to for m in messages) == ["angry@example.org", "fine@example.org"]
+    with app.app_context():
+        for message_id in (to_gone, welcome_to_angry):
+            row = outbox_row(message_id)
+            assert row.status == OutboxStatus.FAILED, message_id
+            assert row.last_error.startswith("suppressed")
+            assert row.sent_at is None
+        assert outbox_row(to_angry).status == OutboxStatus.SENT
+        assert outbox_row(to_fine).status == OutboxStatus.SENT
+    # Nothing else turns up late.
+    assert len(mailbox.messages) == 2

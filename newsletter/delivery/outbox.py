@@ -23,8 +23,11 @@ from ..config import (
     OUTBOX_BACKOFF_BASE,
     OUTBOX_BACKOFF_CAP,
     OUTBOX_MAX_ATTEMPTS,
+    STREAM_NEWSLETTER,
+    SUPPRESSED_FOR_ALL_MAIL,
 )
 from ..domain.addresses import address_key
+from ..domain.suppressions import SuppressionKeys, suppression_reasons
 from ..extensions import db
 from ..mail.message import build_message_bytes, message_bytes
 from ..mail.render import render_email
@@ -224,6 +227,7 @@ def deliver_outbox_batch(
     if not claimed:
         return 0
     return_paths = ReturnPaths(current_app.config)
+    blocked = _suppressed(claimed)
     streams = (
         transport
         if isinstance(transport, StreamTransports)
@@ -231,6 +235,10 @@ def deliver_outbox_batch(
     )
     for index, message in enumerate(claimed):
         stream = message.stream
+        if message.id in blocked:
+            _record_suppressed(message, blocked[message.id])
+            db.session.commit()
+            continue
         if limiter is not None:
             limiter.wait(message.recipient)
         try:
@@ -275,6 +283,40 @@ def deliver_outbox_batch(
         )
         db.session.commit()
     return len(claimed)
+
+
+def _suppressed(claimed: list[ClaimedMessage]) -> dict[int, str]:
+    """Claimed messages that must not go out, with the suppression reason: every message to a
+    hard-bounced address; only newsletter-stream mail to one suppressed for another reason
+    (a complaint is about bulk mail; an account's reset code still reaches its owner)."""
+    reasons = suppression_reasons(
+        SuppressionKeys.from_config(current_app.config),
+        {address_key(message.recipient) for message in claimed},
+    )
+    blocked: dict[int, str] = {}
+    for message in claimed:
+        reason = reasons.get(address_key(message.recipient))
+        if reason is not None and (
+            reason in SUPPRESSED_FOR_ALL_MAIL or message.stream == STREAM_NEWSLETTER
+        ):
+            blocked[message.id] = reason
+    return blocked
+
+
+def _record_suppressed(message: ClaimedMessage, reason: str) -> None:
+    """Failed without an SMTP attempt: the address is on the suppression list."""
+    db.session.execute(
+        update(OutboxMessage)
+        .where(*_ours(message))
+        .values(
+            status=OutboxStatus.FAILED,
+            lease_expires_at=None,
+            last_error=f"suppressed ({reason})",
+        )
+        .execution_options(synchronize_session=False)
+    )
+    instruments.record_sends("transactional", failed=1)
+    log.info("outbox %s not sent: address suppressed (%s)", message.id, reason)
 
 
 def _record_failure(message: ClaimedMessage, error: DeliveryError) -> None:

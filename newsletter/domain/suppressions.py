@@ -71,6 +71,26 @@ def suppressed_keys(keys: SuppressionKeys, email_keys: Iterable[str]) -> set[str
     return found
 
 
+def suppression_reasons(keys: SuppressionKeys, email_keys: Iterable[str]) -> dict[str, str]:
+    """The reason each of ``email_keys`` that is on the list was suppressed for (the outbox
+    needs it: account mail is stopped by some reasons only)."""
+    by_hash: dict[str, str] = {}
+    for email_key in email_keys:
+        for digest in keys.hashes(email_key):
+            by_hash[digest] = email_key
+    found: dict[str, str] = {}
+    hashes = list(by_hash)
+    for start in range(0, len(hashes), 500):
+        chunk = hashes[start : start + 500]
+        for digest, reason in db.session.execute(
+            select(Suppression.address_hash, Suppression.reason).where(
+                Suppression.address_hash.in_(chunk)
+            )
+        ):
+            found[by_hash[digest]] = reason
+    return found
+
+
 def suppress(keys: SuppressionKeys, email_key: str, reason: str, detail: str | None) -> bool:
     """Put an address on the list; False when it was there already (first reason kept)."""
     if is_suppressed(keys, email_key):
