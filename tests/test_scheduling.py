@@ -344,3 +344,20 @@ def test_two_workers_fire_once_and_survive_the_death_of_the_scheduler_holder(
     counts = recipients_count(mailbox.messages)
     assert len(mailbox.messages) == 50 and max(counts.values()) == 1
     assert sum(1 for m in messages if m.header("Content-Language") == "en") == 20
+
+
+def test_stopping_the_scheduler_leaves_the_apps_engine_alone(app):
+    """The job store shares the app's engine. APScheduler's store disposes its engine on
+    shutdown, which orphaned connections other threads (a test's or a request's session) held:
+    their old pool was collected with them still open ("connection deleted while still open"
+    on PostgreSQL, seen in test_outgoing_webhooks). The app owns its engine; the store must not
+    dispose it."""
+    with app.app_context():
+        db.session.execute(text("SELECT 1"))  # a connection checked out while it stops
+        pool = db.engine.pool
+        scheduler = DigestScheduler(app)
+        scheduler.start()
+        scheduler.shutdown(wait=True)
+        assert db.engine.pool is pool
+        db.session.remove()
+        assert pool.checkedout() == 0

@@ -58,6 +58,19 @@ def _aware(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC)
 
 
+class SharedEngineJobStore(SQLAlchemyJobStore):
+    """APScheduler's SQLAlchemy job store on the app's engine, which it must not dispose.
+
+    The stock store disposes its engine on shutdown. On the app's shared engine that swapped
+    the pool under every other thread: connections checked out at that moment went back to
+    the orphaned pool, which was then collected with them still open (psycopg's "connection
+    deleted while still open"). The app owns the engine and disposes it itself.
+    """
+
+    def shutdown(self) -> None:
+        pass
+
+
 class DigestScheduler:
     """The leader's scheduler: start, reconcile rows into jobs, wait for due jobs, stop."""
 
@@ -67,7 +80,7 @@ class DigestScheduler:
         with app.app_context():
             engine = db.engine  # the app's engine: same URL, same SQLite pragmas
         self.scheduler = BackgroundScheduler(
-            jobstores={"default": SQLAlchemyJobStore(engine=engine, tablename=JOBS_TABLE)},
+            jobstores={"default": SharedEngineJobStore(engine=engine, tablename=JOBS_TABLE)},
             executors={"default": ThreadPoolExecutor(max_workers=4)},
             job_defaults={
                 "coalesce": True,  # several missed periods make one run, not a burst
