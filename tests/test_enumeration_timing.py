@@ -6,6 +6,7 @@ through real HTTP, within 0.2 ms."""
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 
@@ -15,8 +16,9 @@ from newsletter.delivery.accounts import code_keys
 from newsletter.domain import codes
 from newsletter.domain.accounts import find_user
 from newsletter.domain.addresses import normalise_address
+from newsletter.domain.passwords import hash_password
 from newsletter.extensions import db
-from tests.support.accounts import make_user
+from newsletter.models import User, utcnow
 from tests.support.live import HttpClient
 from tests.test_shared_limits import ROOT, TEST_SECRET_KEY, free_port
 
@@ -25,6 +27,14 @@ from tests.test_shared_limits import ROOT, TEST_SECRET_KEY, free_port
 def app_config(app_config):
     app_config["ACCOUNT_RATE_LIMIT"] = "100000/minute"
     return app_config
+
+
+# The server and the measuring client on different CPUs, as an attacker on another machine
+# would be: work the server does after a response must not hold up the client reading it on
+# a shared, busy CPU (on loopback that is the one thing that could, not the network).
+_CPUS = sorted(os.sched_getaffinity(0))
+SERVER_CPUS = set(_CPUS[1:]) or set(_CPUS)
+CLIENT_CPUS = {_CPUS[0]}
 
 
 @pytest.fixture
@@ -51,6 +61,7 @@ def gunicorn_server(app, database_url, smtp_sink, tmp_path):
     process = subprocess.Popen(
         [gunicorn, "-w", "1", "-b", f"127.0.0.1:{port}", "wsgi:app"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        preexec_fn=lambda: os.sched_setaffinity(0, SERVER_CPUS),
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -68,37 +79,72 @@ def gunicorn_server(app, database_url, smtp_sink, tmp_path):
         log.close()
 
 
+SAMPLES = 50  # the median of 50 against 50, as the issue asks
+TRIES = 5  # each sample: the fastest of 5 requests (distinct addresses); noise only adds
+
+
 def _medians(
     http: HttpClient, path: str, registered: list[dict], unknown: list[dict], status: int
 ) -> dict[str, float]:
     """Median answer time (ms) of ``path`` for each series of payloads, through real HTTP."""
-    for payload in unknown[:5]:  # warm up (imports, caches, pooled connections)
+    everywhere = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, CLIENT_CPUS)
+    try:
+        return _measure(http, path, registered, unknown, status)
+    finally:
+        os.sched_setaffinity(0, everywhere)
+
+
+def _measure(
+    http: HttpClient, path: str, registered: list[dict], unknown: list[dict], status: int
+) -> dict[str, float]:
+    for payload in unknown[:10]:  # warm up (imports, caches, pooled connections)
         http.post(path, json={**payload, "email": "warm@example.org"})
     timings: dict[str, list[float]] = {"registered": [], "unknown": []}
-    # Interleaved in ABBA order, so load on the machine hits both series alike. Before each, an
-    # untimed request to the single sync worker returns only once the work done after the
-    # previous response has finished, so no timed request waits for another's work.
-    for number, (member, stranger) in enumerate(zip(registered, unknown, strict=True)):
-        pair = [("registered", member), ("unknown", stranger)]
-        for kind, payload in pair if number % 2 else pair[::-1]:
-            assert http.get("/healthz").status == 200
-            time.sleep(0.01)
-            start = time.perf_counter()
-            response = http.post(path, json=payload)
-            timings[kind].append(time.perf_counter() - start)
-            assert response.status == status, (kind, response.status, response.text)
+    # Interleaved in ABBA order, so load on the machine hits both series alike. Before each
+    # request, an untimed one to the single sync worker returns only once the work done after
+    # the previous response has finished, so no timed request waits for another's work.
+    for number in range(SAMPLES):
+        chunk = slice(number * TRIES, (number + 1) * TRIES)
+        pair = [("registered", registered[chunk]), ("unknown", unknown[chunk])]
+        for kind, payloads in pair if number % 2 else pair[::-1]:
+            fastest = float("inf")
+            for payload in payloads:
+                assert http.get("/healthz").status == 200
+                time.sleep(0.005)
+                start = time.perf_counter()
+                response = http.post(path, json=payload)
+                fastest = min(fastest, time.perf_counter() - start)
+                assert response.status == status, (kind, response.status, response.text)
+            timings[kind].append(fastest)
     return {kind: statistics.median(values) * 1000 for kind, values in timings.items()}
 
 
 def _members(app, prefix: str, *, verified: bool = True) -> list[str]:
-    addresses = [f"{prefix}{n}@example.org" for n in range(50)]
-    for address in addresses:
-        make_user(app, address, password=PASSWORD, verified=verified)
+    """Accounts made straight in the database (one password hash for all, to save time)."""
+    addresses = [f"{prefix}{n}@example.org" for n in range(SAMPLES * TRIES)]
+    with app.app_context():
+        password_hash = hash_password(PASSWORD)
+        for address in addresses:
+            parsed = normalise_address(address)
+            db.session.add(
+                User(
+                    email=parsed.email,
+                    email_key=parsed.key,
+                    password_hash=password_hash,
+                    language="en",
+                    is_staff=False,
+                    email_verified_at=utcnow() if verified else None,
+                    session_version=1,
+                    failed_logins=0,
+                )
+            )
+        db.session.commit()
     return addresses
 
 
 def _strangers(prefix: str) -> list[str]:
-    return [f"{prefix}-stranger{n}@example.org" for n in range(50)]
+    return [f"{prefix}-stranger{n}@example.org" for n in range(SAMPLES * TRIES)]
 
 
 def _issue_codes(app, addresses: list[str], purpose: str) -> list[str]:

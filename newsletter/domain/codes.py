@@ -225,8 +225,20 @@ def check_code(
     account (issue 11). The try is counted by a guarded ``UPDATE`` that keeps the code's row
     locked until the caller commits, so simultaneous guesses stay within the limit.
     """
+    return check_code_of(user.id if user is not None else None, purpose, code, keys, now=now)
+
+
+def check_code_of(
+    user_id: int | None,
+    purpose: str,
+    code: object,
+    keys: Sequence[str],
+    *,
+    now: datetime | None = None,
+) -> CodeCheck:
+    """``check_code`` for an account known by its id (None: no account)."""
     now = now or utcnow()
-    user_id = user.id if user is not None else NO_ROW_ID
+    user_id = user_id if user_id is not None else NO_ROW_ID
     row = _live_code(user_id, purpose)
     expired = row is not None and row.expires_at <= now
     row_id = row.id if row is not None and not expired else NO_ROW_ID

@@ -49,6 +49,7 @@ from ..domain.accounts import (
     authenticate,
     change_email,
     delete_account,
+    find_account_id,
     find_user,
     mark_email_verified,
     read_account_link,
@@ -297,11 +298,12 @@ def verify():
     payload = _payload()
     email = _text(payload, "email")
     try:
-        user = find_user(normalise_address(email))
+        user_id = find_account_id(normalise_address(email))
     except InvalidAddress:
-        user = None
-    check = codes.check_code(user, codes.VERIFY_EMAIL, payload.get("code"), code_keys())
-    if not check.ok or user is None:
+        user_id = None
+    check = codes.check_code_of(user_id, codes.VERIFY_EMAIL, payload.get("code"), code_keys())
+    user = db.session.get(User, user_id) if check.ok and user_id is not None else None
+    if user is None:
         # The try counts even though the answer is "no"; committed after the response (see
         # commit_after_the_response) so a counted try cannot be timed against an unknown address.
         commit_after_the_response()
@@ -324,8 +326,7 @@ def verify():
 def verify_resend():
     payload = _payload()
     address = _address_or_error(payload.get("email"))
-    user = find_user(address)
-    user_id = user.id if user is not None and user.email_verified_at is None else None
+    user_id = find_account_id(address, pending_only=True)
     db.session.rollback()  # the same statements so far for both: one lookup, no write
 
     def send() -> None:
@@ -428,8 +429,7 @@ def _reset_request(payload: dict[str, Any]) -> str | None:
     """Send a code if the address has an account; the same outcome is shown either way."""
     address = _address_or_error(payload.get("email"))
     next_url = safe_next(payload.get("next"))
-    user = find_user(address)
-    user_id = user.id if user is not None else None
+    user_id = find_account_id(address)
     language = request_language()
     db.session.rollback()  # the same statements so far for both: one lookup, no write
 
@@ -584,9 +584,10 @@ def _reset_confirm(payload: dict[str, Any]):
             check_password_policy(password, email=address.email, policy=password_policy())
         except PasswordRejected as exc:
             return None, ("weak_password", exc.rules)
-        user = find_user(address)
-        check = codes.check_code(user, codes.RESET_PASSWORD, payload.get("code"), code_keys())
-        if not check.ok or user is None:
+        user_id = find_account_id(address)
+        check = codes.check_code_of(user_id, codes.RESET_PASSWORD, payload.get("code"), code_keys())
+        user = db.session.get(User, user_id) if check.ok and user_id is not None else None
+        if user is None:
             commit_after_the_response()  # the try counts (see verify)
             return None, ("invalid_code", [])
         set_password(user, password, policy=password_policy())
