@@ -239,7 +239,18 @@ def check_code_of(
     """``check_code`` for an account known by its id (None: no account)."""
     now = now or utcnow()
     user_id = user_id if user_id is not None else NO_ROW_ID
-    row = _live_code(user_id, purpose)
+    # Three columns or nothing (no loaded object to build only when there is a code).
+    row = db.session.execute(
+        select(OneTimeCode.id, OneTimeCode.code_hash, OneTimeCode.expires_at)
+        .where(
+            OneTimeCode.user_id == user_id,
+            OneTimeCode.purpose == purpose,
+            OneTimeCode.used_at.is_(None),
+            OneTimeCode.revoked_at.is_(None),
+        )
+        .order_by(OneTimeCode.created_at.desc(), OneTimeCode.id.desc())
+        .limit(1)
+    ).first()
     expired = row is not None and row.expires_at <= now
     row_id = row.id if row is not None and not expired else NO_ROW_ID
     stored = row.code_hash if row is not None and not expired else _NO_CODE_HASH
@@ -248,9 +259,8 @@ def check_code_of(
     matches = digits is not None and any(
         hmac.compare_digest(stored, code_hash(key, purpose, user_id, digits)) for key in keys
     )
-    if claimed and matches and row is not None and _spend(row_id, now):
-        db.session.refresh(row)
-        return CodeCheck(CodeState.OK, row)
+    if claimed and matches and _spend(row_id, now):
+        return CodeCheck(CodeState.OK, db.session.get(OneTimeCode, row_id, populate_existing=True))
     db.session.execute(
         # Out of tries: mark the code revoked so it shows as dead, not merely unused.
         update(OneTimeCode)
@@ -258,8 +268,8 @@ def check_code_of(
         .values(revoked_at=now)
         .execution_options(synchronize_session=False)
     )
-    if expired:
-        return CodeCheck(CodeState.EXPIRED, row)
+    if expired and row is not None:
+        return CodeCheck(CodeState.EXPIRED, db.session.get(OneTimeCode, row.id))
     return CodeCheck(CodeState.WRONG)
 
 
