@@ -41,6 +41,17 @@ def find_user(address: Address) -> User | None:
     return db.session.scalar(select(User).where(User.email_key == address.key))
 
 
+def find_account_id(address: Address, *, pending_only: bool = False) -> int | None:
+    """The id of the account using ``address`` (only one still waiting for verification when
+    ``pending_only``), or None. One row of one column or none, so the lookup costs the same
+    whether or not the address is registered (issue 11: no loaded account to tell them apart).
+    """
+    query = select(User.id).where(User.email_key == address.key)
+    if pending_only:
+        query = query.where(User.email_verified_at.is_(None))
+    return db.session.scalar(query)
+
+
 def find_user_by_email(raw: object) -> User | None:
     """The account for a typed address, or None (also for an address that is not valid)."""
     try:

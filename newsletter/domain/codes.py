@@ -150,12 +150,23 @@ class CodeCheck:
         return self.state == CodeState.OK
 
 
+# No account and no code has this id (ids start at 1): an unknown address, or one with no live
+# code, runs the same statements as a registered one, matching no row (issue 11).
+NO_ROW_ID = 0
+# Compared against when there is no code, so a wrong answer costs the same HMAC work either way.
+_NO_CODE_HASH = "0" * 64
+
+
 def live_code(user: User, purpose: str) -> OneTimeCode | None:
     """The newest unspent, unrevoked code of ``user`` for ``purpose``."""
+    return _live_code(user.id, purpose)
+
+
+def _live_code(user_id: int, purpose: str) -> OneTimeCode | None:
     return db.session.scalar(
         select(OneTimeCode)
         .where(
-            OneTimeCode.user_id == user.id,
+            OneTimeCode.user_id == user_id,
             OneTimeCode.purpose == purpose,
             OneTimeCode.used_at.is_(None),
             OneTimeCode.revoked_at.is_(None),
@@ -208,31 +219,57 @@ def check_code(
     ``keys`` are the current key then older ones, so a code survives a key rotation. The
     ``CODE_MAX_ATTEMPTS``-th try is the last: after it the code is dead even if the next
     guess would be right.
+
+    Without an account or a live code the same statements run (matching no row) and the same
+    HMAC is compared, so the time of a wrong answer does not tell whether the address has an
+    account (issue 11). The try is counted by a guarded ``UPDATE`` that keeps the code's row
+    locked until the caller commits, so simultaneous guesses stay within the limit.
     """
+    return check_code_of(user.id if user is not None else None, purpose, code, keys, now=now)
+
+
+def check_code_of(
+    user_id: int | None,
+    purpose: str,
+    code: object,
+    keys: Sequence[str],
+    *,
+    now: datetime | None = None,
+) -> CodeCheck:
+    """``check_code`` for an account known by its id (None: no account)."""
     now = now or utcnow()
-    if user is None:
-        return CodeCheck(CodeState.WRONG)
-    row = live_code(user, purpose)
-    if row is None:
-        return CodeCheck(CodeState.WRONG)
-    if row.expires_at <= now:
-        return CodeCheck(CodeState.EXPIRED, row)
+    user_id = user_id if user_id is not None else NO_ROW_ID
+    # Three columns or nothing (no loaded object to build only when there is a code).
+    row = db.session.execute(
+        select(OneTimeCode.id, OneTimeCode.code_hash, OneTimeCode.expires_at)
+        .where(
+            OneTimeCode.user_id == user_id,
+            OneTimeCode.purpose == purpose,
+            OneTimeCode.used_at.is_(None),
+            OneTimeCode.revoked_at.is_(None),
+        )
+        .order_by(OneTimeCode.created_at.desc(), OneTimeCode.id.desc())
+        .limit(1)
+    ).first()
+    expired = row is not None and row.expires_at <= now
+    row_id = row.id if row is not None and not expired else NO_ROW_ID
+    stored = row.code_hash if row is not None and not expired else _NO_CODE_HASH
     digits = normalise_code(code)
-    if not _claim_try(row.id):
-        return CodeCheck(CodeState.WRONG)
+    claimed = _claim_try(row_id)
     matches = digits is not None and any(
-        hmac.compare_digest(row.code_hash, code_hash(key, purpose, user.id, digits)) for key in keys
+        hmac.compare_digest(stored, code_hash(key, purpose, user_id, digits)) for key in keys
     )
-    if matches and _spend(row.id, now):
-        db.session.refresh(row)
-        return CodeCheck(CodeState.OK, row)
+    if claimed and matches and _spend(row_id, now):
+        return CodeCheck(CodeState.OK, db.session.get(OneTimeCode, row_id, populate_existing=True))
     db.session.execute(
         # Out of tries: mark the code revoked so it shows as dead, not merely unused.
         update(OneTimeCode)
-        .where(OneTimeCode.id == row.id, OneTimeCode.attempts >= CODE_MAX_ATTEMPTS)
+        .where(OneTimeCode.id == row_id, OneTimeCode.attempts >= CODE_MAX_ATTEMPTS)
         .values(revoked_at=now)
         .execution_options(synchronize_session=False)
     )
+    if expired and row is not None:
+        return CodeCheck(CodeState.EXPIRED, db.session.get(OneTimeCode, row.id))
     return CodeCheck(CodeState.WRONG)
 
 

@@ -49,6 +49,7 @@ from ..domain.accounts import (
     authenticate,
     change_email,
     delete_account,
+    find_account_id,
     find_user,
     mark_email_verified,
     read_account_link,
@@ -297,12 +298,15 @@ def verify():
     payload = _payload()
     email = _text(payload, "email")
     try:
-        user = find_user(normalise_address(email))
+        user_id = find_account_id(normalise_address(email))
     except InvalidAddress:
-        user = None
-    check = codes.check_code(user, codes.VERIFY_EMAIL, payload.get("code"), code_keys())
-    if not check.ok or user is None:
-        db.session.commit()  # the try counts even though the answer is "no"
+        user_id = None
+    check = codes.check_code_of(user_id, codes.VERIFY_EMAIL, payload.get("code"), code_keys())
+    user = db.session.get(User, user_id) if check.ok and user_id is not None else None
+    if user is None:
+        # The try counts even though the answer is "no"; committed after the response (see
+        # commit_after_the_response) so a counted try cannot be timed against an unknown address.
+        commit_after_the_response()
         if wants_json():
             raise InputError(
                 400, "invalid_code", _invalid_code_message(), {"code": _invalid_code_message()}
@@ -322,10 +326,17 @@ def verify():
 def verify_resend():
     payload = _payload()
     address = _address_or_error(payload.get("email"))
-    user = find_user(address)
-    if user is not None and user.email_verified_at is None:
-        send_verification_code(user)
-        db.session.commit()
+    user_id = find_account_id(address, pending_only=True)
+    db.session.rollback()  # the same statements so far for both: one lookup, no write
+
+    def send() -> None:
+        # After the response (issue 11): issuing the code, queueing the email and the commit
+        # happen only for accounts waiting for verification, so they must not delay the answer.
+        target = db.session.get(User, user_id) if user_id is not None else None
+        if target is not None and target.email_verified_at is None:
+            send_verification_code(target)
+
+    after_the_response(send)
     session["verify_email"] = address.email
     if wants_json():
         return jsonify(status="pending"), 202
@@ -418,8 +429,7 @@ def _reset_request(payload: dict[str, Any]) -> str | None:
     """Send a code if the address has an account; the same outcome is shown either way."""
     address = _address_or_error(payload.get("email"))
     next_url = safe_next(payload.get("next"))
-    user = find_user(address)
-    user_id = user.id if user is not None else None
+    user_id = find_account_id(address)
     language = request_language()
     db.session.rollback()  # the same statements so far for both: one lookup, no write
 
@@ -457,6 +467,39 @@ def after_the_response(work: Callable[[], None]) -> None:
         work()  # in this request's transaction (the caller's commit covers it)
         db.session.commit()
         return
+
+    @after_this_request
+    def defer(response: Response) -> Response:
+        response.call_on_close(run)
+        return response
+
+
+def commit_after_the_response() -> None:
+    """Commit this request's transaction once the response has been sent.
+
+    For a wrong code: the try was counted by a guarded ``UPDATE`` on a registered address's
+    code, and nothing was written for an unknown one; the commit (a disk flush) is what would
+    tell them apart. The transaction stays open, holding its row lock, until the commit after
+    the response, so a simultaneous guess waits for it and the try limit still holds.
+    """
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if not app.config.get("ACCOUNT_WORK_AFTER_RESPONSE", True):
+        db.session.commit()
+        return
+    pending = db.session()  # this request's session, with its open transaction
+    # Taken out of the app context's scope, so the teardown (which runs before the response is
+    # sent) does not roll it back; the rest of the request gets a fresh session if it needs one.
+    db.session.registry.clear()
+
+    def run() -> None:
+        with app.app_context():
+            try:
+                pending.commit()
+            except Exception:
+                pending.rollback()
+                app.logger.exception("deferred account commit failed")
+            finally:
+                pending.close()
 
     @after_this_request
     def defer(response: Response) -> Response:
@@ -541,10 +584,11 @@ def _reset_confirm(payload: dict[str, Any]):
             check_password_policy(password, email=address.email, policy=password_policy())
         except PasswordRejected as exc:
             return None, ("weak_password", exc.rules)
-        user = find_user(address)
-        check = codes.check_code(user, codes.RESET_PASSWORD, payload.get("code"), code_keys())
-        if not check.ok or user is None:
-            db.session.commit()  # the try counts
+        user_id = find_account_id(address)
+        check = codes.check_code_of(user_id, codes.RESET_PASSWORD, payload.get("code"), code_keys())
+        user = db.session.get(User, user_id) if check.ok and user_id is not None else None
+        if user is None:
+            commit_after_the_response()  # the try counts (see verify)
             return None, ("invalid_code", [])
         set_password(user, password, policy=password_policy())
     # Receiving the code proved control of the address.
