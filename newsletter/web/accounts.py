@@ -691,6 +691,9 @@ def _account_page(status: int = 200, **context: Any):
 
 def _proves_password(user: User, password: object) -> bool:
     """The current password, checked with the same failure count and lock as a login."""
+    if not isinstance(password, str) or not password:
+        # No password given is a malformed request, not a guess: nothing to count or store.
+        return False
     outcome = authenticate(user, password, client=request.remote_addr)
     db.session.commit()
     return outcome.state in (LoginState.OK, LoginState.UNVERIFIED)

@@ -73,9 +73,11 @@ def on_login(_app: Flask, user: User, **_extra: Any) -> None:
 
 def gate() -> Any:
     """Keep staff and account pages behind the second factor while it is pending."""
-    if not current_user.is_authenticated or request.endpoint in OPEN_ENDPOINTS:
+    # The blueprint first: loading ``current_user`` on a public page would let Flask-Login's
+    # session protection rewrite the visitor's session (a Set-Cookie on a shared page).
+    if request.blueprint not in GATED_BLUEPRINTS or request.endpoint in OPEN_ENDPOINTS:
         return None
-    if request.blueprint not in GATED_BLUEPRINTS:
+    if not current_user.is_authenticated:
         return None
     if request.endpoint == "staff_admin.accept_invitation_page":
         return None
