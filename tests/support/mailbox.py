@@ -76,7 +76,7 @@ class Mailbox:
             m for m in self.messages if address.casefold() in (r.casefold() for r in m.rcpt_tos)
         ]
 
-    def wait_for(self, count: int, timeout: float = 10.0) -> list[ReceivedMessage]:
+    def wait_for(self, count: int, timeout: float = 30.0) -> list[ReceivedMessage]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if len(self.messages) >= count:
