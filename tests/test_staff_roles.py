@@ -227,6 +227,10 @@ def test_every_console_and_api_view_names_its_permission(app):
         "/api/v1/subscriptions",
         "/api/v1/account/password-reset",
         "/api/v1/account/password-reset/confirm",
+        # Providers' feedback webhooks: no staff behind them; a signature (SES) or a shared
+        # token (Postmark) authenticates each call (tests/test_webhooks.py).
+        "/api/v1/webhooks/ses",
+        "/api/v1/webhooks/postmark",
     }
     assert [rule for rule in unguarded if rule not in public and "/account" not in rule] == []
 
