@@ -191,8 +191,12 @@ def test_no_path_value_or_query_string_gets_a_500(world, caller_name, caplog):
 @pytest.mark.slow
 @pytest.mark.parametrize("caller_name", CALLERS)
 @pytest.mark.parametrize("mode", list(CSRF_MODES))
-def test_no_body_gets_a_500(world, mode, caller_name, caplog):
+def test_no_body_gets_a_500(world, mode, caller_name, caplog, is_postgres):
     """Every write route and method, every hostile body (a few when CSRF refuses them all)."""
+    if is_postgres and mode != "csrf-off":
+        # The CSRF modes differ only in the web layer, which SQLite's run covers; on
+        # PostgreSQL the sweep keeps the mode that lets every body reach the database.
+        pytest.skip("CSRF variants run on SQLite; PostgreSQL runs csrf-off")
     bodies = [*json_bodies(), *form_bodies()]
     if mode == "csrf-on":
         bodies = [(label, kwargs) for label, kwargs in bodies if label in REFUSAL_BODIES]
