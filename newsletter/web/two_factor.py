@@ -42,6 +42,8 @@ from .two_factor_gate import ENROL, PASSED_AT, PENDING
 blueprint = Blueprint("two_factor", __name__)
 # Only the console's helpers are needed by the setup page (it uses the console layout).
 blueprint.context_processor(admin.console_helpers)
+# Its pages take forms, like the console: a JSON body gets the JSON 415, never a page.
+blueprint.before_request(admin.refuse_json_bodies)
 
 
 GATED_BLUEPRINTS = ("admin", "staff_admin", "api_staff", "accounts")
@@ -158,6 +160,9 @@ def setup():
             codes_left=two_factor.recovery_codes_left(user),
         )
     error = None
+    if request.method == "POST" and two_factor.enrolment(user) is None:
+        # No enrolment under way (a stale or forged form): start one by the page, not a 4xx.
+        return redirect(url_for("two_factor.setup"), 303)
     if request.method == "POST":
         codes = two_factor.confirm_enrolment(user, request.form.get("code", ""), code_keys()[0])
         if codes is not None:
