@@ -159,6 +159,23 @@ class DigestScheduler:
 
     # -- reconciliation -----------------------------------------------------------------------
 
+
+    def _keep_interval_job(
+        self, existing: dict, wanted: set, job_id: str, func: str, name: str, seconds: float
+    ) -> None:
+        """Add (or re-time) an interval job, first run now; leave it alone when unchanged."""
+        wanted.add(job_id)
+        trigger = IntervalTrigger(seconds=seconds, timezone=UTC)
+        job = existing.get(job_id)
+        if job is None or repr(job.trigger) != repr(trigger):
+            self.scheduler.add_job(
+                func,
+                trigger=trigger,
+                id=job_id,
+                name=name,
+                replace_existing=True,
+                next_run_time=datetime.now(UTC),
+            )
     def reconcile(self, now: datetime | None = None) -> None:
         """Make the job store match the rows (call within an app context)."""
         now = now or utcnow()
@@ -221,34 +238,21 @@ class DigestScheduler:
 
         feed_url = self.app.config.get("FEED_POLL_URL")
         if feed_url:
-            wanted.add(FEED_POLL_JOB)
             minutes = max(1, int(self.app.config.get("FEED_POLL_MINUTES") or 30))
-            trigger = IntervalTrigger(minutes=minutes, timezone=UTC)
-            job = existing.get(FEED_POLL_JOB)
-            if job is None or repr(job.trigger) != repr(trigger):
-                self.scheduler.add_job(
-                    jobs.POLL_FEED,
-                    trigger=trigger,
-                    id=FEED_POLL_JOB,
-                    name="feed poll",
-                    replace_existing=True,
-                    next_run_time=datetime.now(UTC),
-                )
+            self._keep_interval_job(
+                existing, wanted, FEED_POLL_JOB, jobs.POLL_FEED, "feed poll", minutes * 60
+            )
 
         if self.app.config.get("BOUNCE_MAILBOX_URL"):
             # Feedback loop (issue 12): the bounce mailbox, polled by the scheduler's holder.
-            wanted.add(BOUNCE_POLL_JOB)
-            trigger = IntervalTrigger(seconds=BOUNCE_MAILBOX_POLL_SECONDS, timezone=UTC)
-            job = existing.get(BOUNCE_POLL_JOB)
-            if job is None or repr(job.trigger) != repr(trigger):
-                self.scheduler.add_job(
-                    jobs.POLL_BOUNCES,
-                    trigger=trigger,
-                    id=BOUNCE_POLL_JOB,
-                    name="bounce mailbox poll",
-                    replace_existing=True,
-                    next_run_time=datetime.now(UTC),
-                )
+            self._keep_interval_job(
+                existing,
+                wanted,
+                BOUNCE_POLL_JOB,
+                jobs.POLL_BOUNCES,
+                "bounce mailbox poll",
+                BOUNCE_MAILBOX_POLL_SECONDS,
+            )
 
         for job_id in set(existing) - wanted:
             if job_id in in_flight:
