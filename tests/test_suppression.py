@@ -159,3 +159,14 @@ def test_a_suppressed_address_is_skipped_at_send(app, mailbox, run_worker):
             .where(Subscriber.email == "reader-1@example.org")
         ).one()
         assert skipped.status == "failed" and skipped.smtp_response.startswith("suppressed")
+
+
+@pytest.mark.parametrize("page", ["0", "00", "-1", "99999999"])
+def test_the_suppression_page_takes_any_page_number(app, staff_client, page):
+    """Page 0 once reached the database as OFFSET -50 (a 500 on PostgreSQL): a page number
+    below 1 is the first page, one past the end an empty page."""
+    hard_bounce(app, "gone@example.com")
+    response = staff_client.get(f"/admin/suppressions?page={page}")
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert ("gone@example.com" in html) is (page != "99999999")

@@ -180,8 +180,10 @@ def console_helpers() -> dict[str, Any]:
 
 
 def int_arg(name: str, default: int = 1) -> int:
+    """A whole number from 1 up (page numbers): anything else, 0 included, is ``default``."""
     value = request.args.get(name, "")
-    return int(value) if value.isdigit() and len(value) < 9 else default
+    number = int(value) if value.isdigit() and len(value) < 9 else 0
+    return number if number >= 1 else default
 
 
 def filter_from_args() -> SubscriberFilter:
