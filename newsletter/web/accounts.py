@@ -8,7 +8,6 @@ exactly like the ordinary case.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,7 +15,6 @@ from flask import (
     Blueprint,
     Flask,
     Response,
-    after_this_request,
     current_app,
     flash,
     jsonify,
@@ -63,6 +61,7 @@ from ..domain.subscriptions import Consent, InvalidField, clean_language, subscr
 from ..domain.suppressions import SuppressionKeys
 from ..extensions import csrf, db, limiter
 from ..models import User
+from .deferred import after_the_response, commit_after_the_response
 from .i18n import request_language, use_language_of
 from .inputs import InputError, explain, is_json_request, read_payload, wants_json
 from .sessions import end_user_sessions, start_session_clock
@@ -445,66 +444,6 @@ def _reset_request(payload: dict[str, Any]) -> str | None:
     after_the_response(send)
     session["reset_email"] = address.email
     return next_url
-
-
-def after_the_response(work: Callable[[], None]) -> None:
-    """Run ``work`` (then commit) once this response has been sent, in an app context: work
-    that only some answers need (registered addresses) then cannot be timed by the client."""
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-
-    def run() -> None:
-        with app.app_context():
-            try:
-                work()
-                db.session.commit()
-            except Exception:
-                db.session.rollback()
-                app.logger.exception("deferred account work failed")
-            finally:
-                db.session.remove()
-
-    if not app.config.get("ACCOUNT_WORK_AFTER_RESPONSE", True):
-        work()  # in this request's transaction (the caller's commit covers it)
-        db.session.commit()
-        return
-
-    @after_this_request
-    def defer(response: Response) -> Response:
-        response.call_on_close(run)
-        return response
-
-
-def commit_after_the_response() -> None:
-    """Commit this request's transaction once the response has been sent.
-
-    For a wrong code: the try was counted by a guarded ``UPDATE`` on a registered address's
-    code, and nothing was written for an unknown one; the commit (a disk flush) is what would
-    tell them apart. The transaction stays open, holding its row lock, until the commit after
-    the response, so a simultaneous guess waits for it and the try limit still holds.
-    """
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    if not app.config.get("ACCOUNT_WORK_AFTER_RESPONSE", True):
-        db.session.commit()
-        return
-    pending = db.session()  # this request's session, with its open transaction
-    # Taken out of the app context's scope, so the teardown (which runs before the response is
-    # sent) does not roll it back; the rest of the request gets a fresh session if it needs one.
-    db.session.registry.clear()
-
-    def run() -> None:
-        with app.app_context():
-            try:
-                pending.commit()
-            except Exception:
-                pending.rollback()
-                app.logger.exception("deferred account commit failed")
-            finally:
-                pending.close()
-
-    @after_this_request
-    def defer(response: Response) -> Response:
-        response.call_on_close(run)
-        return response
 
 
 @blueprint.route("/account/reset", methods=["GET", "POST"])
