@@ -433,6 +433,9 @@ def _security_settings(env: dict[str, str], development: bool) -> dict[str, Any]
         "REMEMBER_COOKIE_SECURE": secure,
         "HSTS_HEADER_VALUE": HSTS_HEADER,
         "MAIL_RETENTION_DAYS": float(env.get("NEWSLETTER_MAIL_RETENTION_DAYS") or 7),
+        "DELIVERY_HISTORY_DAYS": float(
+            env.get("NEWSLETTER_DELIVERY_HISTORY_DAYS") or DELIVERY_HISTORY_DAYS
+        ),
         # Work only registered addresses need (issuing a reset code) runs after the response,
         # so its time cannot tell a registered address from an unknown one.
         "ACCOUNT_WORK_AFTER_RESPONSE": _bool(
@@ -448,4 +451,7 @@ FEED_MAX_REDIRECTS = 5
 # is emptied this long after sending; the row (who, what kind, when, outcome) stays. Digest
 # deliveries lose the relay's answer text likewise. The leader worker purges at this interval.
 MAIL_RETENTION_DAYS = 7
+# The per-message rows themselves (outbox facts, digest deliveries) are deleted after this long:
+# 13 months answers a year's questions about what was sent, then the tables stop growing.
+DELIVERY_HISTORY_DAYS = 400
 RETENTION_PURGE_INTERVAL = timedelta(hours=1)

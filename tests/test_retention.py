@@ -86,3 +86,48 @@ def test_deleting_an_account_erases_its_stored_mail(app):
     with app.app_context():
         recipients = db.session.scalars(select(OutboxMessage.recipient_key)).all()
         assert recipients == ["other@example.org"]
+
+
+def test_the_worker_deletes_finished_history_older_than_its_time_and_keeps_running_digests(
+    app, run_worker
+):
+    from newsletter.config import DELIVERY_HISTORY_DAYS
+    from newsletter.models import Digest, DigestStatus, Subscriber
+
+    ancient = timedelta(days=DELIVERY_HISTORY_DAYS + 1)
+    with app.app_context():
+        gone = outbox_row("a@example.org", status="sent", age=ancient, body=b"old")
+        kept = outbox_row("b@example.org", status="sent", age=timedelta(days=30), body=b"")
+        addresses = add_subscribers(2)
+        subscribers = db.session.scalars(
+            select(Subscriber).where(Subscriber.email.in_(addresses)).order_by(Subscriber.id)
+        ).all()
+        finished = Digest(
+            status=DigestStatus.SENT, paused=False, language="fr", send_at=utcnow() - ancient
+        )
+        finished.recipients = finished.sent = 2
+        # Paused mid-send, so the worker does not finish it during this run.
+        running = Digest(status=DigestStatus.SENDING, paused=True, language="fr", send_at=utcnow())
+        db.session.add_all([finished, running])
+        db.session.flush()
+        for digest in (finished, running):
+            for subscriber in subscribers:
+                db.session.add(
+                    Delivery(
+                        digest_id=digest.id,
+                        subscriber_id=subscriber.id,
+                        status="sent",
+                        attempts=1,
+                        updated_at=utcnow() - ancient,
+                    )
+                )
+        finished_id, running_id = finished.id, running.id
+        db.session.commit()
+    run_worker()
+    with app.app_context():
+        assert set(db.session.scalars(select(OutboxMessage.id))) == {kept}
+        assert gone not in set(db.session.scalars(select(OutboxMessage.id)))
+        left = db.session.scalars(select(Delivery.digest_id)).all()
+        assert left == [running_id, running_id]  # a running digest keeps every row
+        digest = db.session.get(Digest, finished_id)
+        assert (digest.recipients, digest.sent) == (2, 2)  # its figures outlive the rows

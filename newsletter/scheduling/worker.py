@@ -27,6 +27,7 @@ from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..config import (
+    DELIVERY_HISTORY_DAYS,
     OUTAGE_BACKOFF_FIRST_SECONDS,
     OUTAGE_BACKOFF_MAX_SECONDS,
     RETENTION_PURGE_INTERVAL,
@@ -66,12 +67,16 @@ class WorkSummary:
 
 
 def purge_stored_mail(app: Flask) -> int:
-    """Empty delivered bodies older than ``MAIL_RETENTION_DAYS`` (see ``delivery.retention``);
-    returns how many. A database error is logged and retried at the next purge."""
+    """Empty delivered bodies older than ``MAIL_RETENTION_DAYS`` and delete finished rows older
+    than ``DELIVERY_HISTORY_DAYS`` (see ``delivery.retention``); returns how many bodies.
+    A database error is logged and retried at the next purge."""
     with app.app_context():
         try:
             retention = timedelta(days=float(app.config.get("MAIL_RETENTION_DAYS", 7)))
-            report = purge_delivered_mail(retention)
+            history = timedelta(
+                days=float(app.config.get("DELIVERY_HISTORY_DAYS", DELIVERY_HISTORY_DAYS))
+            )
+            report = purge_delivered_mail(retention, history=history)
             db.session.commit()
         except SQLAlchemyError:
             db.session.rollback()
