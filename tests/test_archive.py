@@ -71,7 +71,30 @@ def test_french_dates_write_the_first_of_the_month_as_1er():
 def test_digest_subjects_write_the_first_of_the_month_as_1er(app):
     with app.app_context():
         subject = default_subject("fr", [], datetime(2026, 12, 1, 8, 0))
-    assert subject == "1er décembre 2026"
+        assert subject == "1er décembre 2026"
+        release = add_release(language="fr", title="Conférence de presse à Rome")
+        with_release = default_subject("fr", [release], datetime(2026, 12, 1, 8, 0))
+        english = default_subject("en", [release], datetime(2026, 12, 1, 8, 0))
+    assert "1er décembre 2026" in with_release and " 1 décembre" not in with_release
+    assert "December 1, 2026" in english
+
+
+def test_digests_sent_on_the_first_carry_1er_in_subject_and_web_version(
+    app, client, mailbox, run_worker
+):
+    with app.app_context():
+        add_release(language="fr", title="Premier communiqué", published_at=datetime(2026, 11, 30))
+        add_subscribers(1, language="fr")
+        digest = create_digest({"language": "fr"}, now=datetime(2026, 12, 1, 7, 0))
+        db.session.commit()
+        digest_id = digest.id
+        assert run_digest(digest_id, now=datetime(2026, 12, 1, 7, 0)).result == "sending"
+    run_worker()
+    [message] = mailbox.wait_for(1)
+    subject = message.message["Subject"]
+    assert "1er décembre 2026" in subject and " 1 décembre" not in subject, subject
+    page = client.get(f"/fr/lettres/{digest_id}").get_data(as_text=True)
+    assert "Lettre du 1er décembre 2026" in page
 
 
 # ---------------------------------------------------------------------------------------------
@@ -97,6 +120,11 @@ def test_release_page_is_a_press_release_in_its_language(app, client):
     assert (
         f'<link rel="alternate" hreflang="en" href="https://news.example.org{english_url}">' in page
     )
+    # French first: a reader whose language has no version is sent to the French one.
+    assert (
+        f'<link rel="alternate" hreflang="x-default" href="https://news.example.org{french_url}">'
+        in page
+    )
     assert '<meta property="og:title" content="Conférence de presse à Rome">' in page
     assert '<meta property="og:image" content="https://cdn.example.org/rome.jpg">' in page
     assert '<meta name="twitter:card" content="summary_large_image">' in page
@@ -113,6 +141,10 @@ def test_release_page_is_a_press_release_in_its_language(app, client):
     assert '<html lang="en">' in english_page
     assert "Rome, January 14, 2026" in english_page
     assert f'href="{french_url}" hreflang="fr"' in english_page
+    assert (
+        f'<link rel="alternate" hreflang="x-default" href="https://news.example.org{french_url}">'
+        in english_page
+    )
     # No external URL: the page is its own canonical.
     assert f'<link rel="canonical" href="https://news.example.org{english_url}">' in english_page
 
@@ -190,6 +222,20 @@ def test_hostile_search_input_gets_a_page_never_a_500(app, client, query):
         many_releases(3)
     response = client.get("/fr/communiques/", query_string={"q": query, "year": "abc"})
     assert response.status_code == 200
+
+
+def test_english_search_stems_on_postgresql(app, client, is_postgres):
+    if not is_postgres:
+        pytest.skip("PostgreSQL full-text search (SQLite matches substrings)")
+    with app.app_context():
+        add_release(language="en", title="Ministers announce cuts", summary="Budgets shrink")
+        add_release(language="en", title="Press conference", summary="Nothing on money")
+        add_release(language="fr", title="Budgets annoncés", summary="Annonce")
+    # "announcing" and "budget" find "announce" and "Budgets" through the English stemmer.
+    found = client.get("/en/releases/?q=announcing budget").get_data(as_text=True)
+    assert "1 release" in found and "Ministers announce cuts" in found
+    assert "Budgets annoncés" not in found  # another language's archive
+    assert "0 releases" in client.get("/en/releases/?q=annonce").get_data(as_text=True)
 
 
 def test_search_uses_the_gin_index_on_postgresql(app, is_postgres):
@@ -331,11 +377,23 @@ def test_every_link_in_a_digest_answers_and_the_web_version_is_impersonal(
 
     digests = client.get("/fr/lettres/").get_data(as_text=True)
     assert f'href="/fr/lettres/{digest_id}"' in digests
-    feed = client.get("/fr/lettres/feed.atom").get_data()
+    feed_response = client.get("/fr/lettres/feed.atom")
+    assert feed_response.mimetype == "application/atom+xml"
+    feed = feed_response.get_data()
     parsed = feedparser.parse(feed)
     assert parsed.bozo == 0 and len(parsed.entries) == 1
     assert parsed.entries[0].link == web_version
     assert address.encode() not in feed
+    root = ET.fromstring(feed)
+    assert root.tag == f"{ATOM}feed"
+    [entry] = root.findall(f"{ATOM}entry")
+    for name in ("id", "title", "updated"):
+        assert entry.find(ATOM + name).text, name
+    assert entry.find(f"{ATOM}link").get("href") == web_version
+    etag = feed_response.headers["ETag"]
+    assert client.get("/fr/lettres/feed.atom", headers={"If-None-Match": etag}).status_code == 304
+    since = {"If-Modified-Since": feed_response.headers["Last-Modified"]}
+    assert client.get("/fr/lettres/feed.atom", headers=since).status_code == 304
     # Another language's digest list does not show it; its URL redirects to its language.
     assert f"/fr/lettres/{digest_id}" not in client.get("/en/digests/").get_data(as_text=True)
     assert client.get(f"/en/digests/{digest_id}").status_code == 301
@@ -403,6 +461,16 @@ def test_sitemap_lists_public_pages_and_robots_keeps_token_pages_out(app, client
     }
     for url in urls[:4]:
         assert f"https://news.example.org{urlsplit(url).path}" in locations
+    # Each release of a translated pair names both versions and the French default.
+    xhtml = "{http://www.w3.org/1999/xhtml}link"
+    french, english = (f"https://news.example.org{path}" for path in urls[2:4])
+    for element in root.iter("{http://www.sitemaps.org/schemas/sitemap/0.9}url"):
+        location = element.find("{http://www.sitemaps.org/schemas/sitemap/0.9}loc").text
+        links = {link.get("hreflang"): link.get("href") for link in element.iter(xhtml)}
+        if location in (french, english):
+            assert links == {"fr": french, "en": english, "x-default": french}, location
+        else:
+            assert links == {}, location
     robots = client.get("/robots.txt").get_data(as_text=True)
     for private in ("/unsubscribe/", "/subscribe/confirm/", "/preferences/", "/admin", "/api/"):
         assert f"Disallow: {private}" in robots

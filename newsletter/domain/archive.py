@@ -170,10 +170,19 @@ def latest_releases(language: str, limit: int, now: datetime | None = None) -> l
     return list(db.session.scalars(_public_releases(language, now or utcnow()).limit(limit)))
 
 
-def all_public_releases(now: datetime | None = None) -> list[tuple[int, str, str, datetime]]:
-    """``(id, language, title, updated_at)`` of every public release, for the sitemap."""
+def all_public_releases(
+    now: datetime | None = None,
+) -> list[tuple[int, str, str, datetime, int]]:
+    """``(id, language, title, updated_at, group)`` of every public release, for the sitemap;
+    ``group`` is the original's id, shared by the original and its translations."""
     rows = db.session.execute(
-        select(Release.id, Release.language, Release.title, Release.updated_at)
+        select(
+            Release.id,
+            Release.language,
+            Release.title,
+            Release.updated_at,
+            func.coalesce(Release.translation_of_id, Release.id),
+        )
         .where(Release.published_at <= (now or utcnow()))
         .order_by(Release.id)
     )

@@ -31,6 +31,7 @@ from flask_babel import refresh
 from ..config import (
     ARCHIVE_PAGE_SIZE,
     ARCHIVE_SECTIONS,
+    DEFAULT_LANGUAGE,
     FEED_ENTRIES,
     LANGUAGES,
     PUBLIC_CACHE_SECONDS,
@@ -199,10 +200,13 @@ def release_page(language: str, release_id: int, slug: str | None = None):
         return redirect(release_path(release), code=301)
     translations = archive.translations(release)
     own_url = release_page_url(release.id, release.language, release.title)
-    alternates = {release.language: own_url} | {
-        code: release_page_url(other.id, other.language, other.title)
-        for code, other in translations.items()
-    }
+    alternates = with_default_language(
+        {release.language: own_url}
+        | {
+            code: release_page_url(other.id, other.language, other.title)
+            for code, other in translations.items()
+        }
+    )
     switch = {code: url_for("archive.releases", language=code) for code in LANGUAGES} | {
         code: release_path(other) for code, other in translations.items()
     }
@@ -377,13 +381,34 @@ def sitemap():
     ]
     rows = archive.all_public_releases()
     modified = max((row[3] for row in rows), default=None)
-    for release_id, language, title, updated in rows:
-        pages.append({"url": release_page_url(release_id, language, title), "modified": updated})
+    groups: dict[int, dict[str, str]] = {}
+    for release_id, language, title, _updated, group in rows:
+        groups.setdefault(group, {}).setdefault(
+            language, release_page_url(release_id, language, title)
+        )
+    for release_id, language, title, updated, group in rows:
+        alternates = groups[group] if len(groups[group]) > 1 else {}
+        pages.append(
+            {
+                "url": release_page_url(release_id, language, title),
+                "modified": updated,
+                "alternates": with_default_language(alternates),
+            }
+        )
     for digest_id, language, finished_at in archive.all_public_digests():
         pages.append({"url": digest_page_url(digest_id, language), "modified": finished_at})
     return conditional(
         render_template("archive/sitemap.xml", pages=pages), "application/xml", modified
     )
+
+
+def with_default_language(alternates: dict[str, str]) -> dict[str, str]:
+    """Alternates by language plus ``x-default`` (the site's first language) when there are
+    several: what search engines show a reader whose language has no version."""
+    if len(alternates) < 2:
+        return alternates
+    default = alternates.get(DEFAULT_LANGUAGE) or next(iter(alternates.values()))
+    return alternates | {"x-default": default}
 
 
 @blueprint.get("/robots.txt")
