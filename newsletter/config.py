@@ -36,13 +36,14 @@ class TokenPurpose:
     """A signed-token purpose: its own salt so a token for one job never passes for another."""
 
     salt: str
-    max_age: timedelta
+    max_age: timedelta | None  # None: the token never expires
 
 
-# Each purpose has its own salt; max_age is always enforced when verifying.
+# Each purpose has its own salt; a max_age, where there is one, is enforced when verifying.
 CONFIRM_SUBSCRIPTION = TokenPurpose("newsletter.subscription.confirm", timedelta(days=7))
-# Unsubscribe links live in archived mail for a long time; RFC 8058 wants them to keep working.
-UNSUBSCRIBE = TokenPurpose("newsletter.subscription.unsubscribe", timedelta(days=730))
+# Unsubscribe links never expire: they live in archived mail for years, and leaving must always
+# be possible (RFC 8058). The signature and the address fingerprint guard them instead.
+UNSUBSCRIBE = TokenPurpose("newsletter.subscription.unsubscribe", None)
 MANAGE_PREFERENCES = TokenPurpose("newsletter.subscription.preferences", timedelta(days=730))
 VERIFY_EMAIL = TokenPurpose("newsletter.account.verify-email", timedelta(hours=24))
 RESET_PASSWORD = TokenPurpose("newsletter.account.reset-password", timedelta(minutes=10))

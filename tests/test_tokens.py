@@ -11,7 +11,7 @@ import itsdangerous.timed
 import pytest
 
 from newsletter import create_app
-from newsletter.config import CHANGE_EMAIL, RESET_PASSWORD, VERIFY_EMAIL
+from newsletter.config import CHANGE_EMAIL, RESET_PASSWORD, UNSUBSCRIBE, VERIFY_EMAIL
 from newsletter.domain.tokens import TokenSigner
 from newsletter.extensions import db, limiter
 from tests.conftest import clear_tables
@@ -70,6 +70,19 @@ def test_max_age_is_always_enforced(monkeypatch):
     token = signer.sign(VERIFY_EMAIL, DATA)
     monkeypatch.setattr(itsdangerous.timed.time, "time", real_time)
     assert signer.verify(VERIFY_EMAIL, token).valid
+
+
+
+def test_unsubscribe_tokens_never_expire_but_still_need_a_good_signature(monkeypatch):
+    signer = TokenSigner(NEW_KEY)
+    real_time = itsdangerous.timed.time.time
+    ten_years_ago = real_time() - 10 * 366 * 86400
+    monkeypatch.setattr(itsdangerous.timed.time, "time", lambda: ten_years_ago)
+    token = signer.sign(UNSUBSCRIBE, DATA)
+    monkeypatch.setattr(itsdangerous.timed.time, "time", real_time)
+    result = signer.verify(UNSUBSCRIBE, token)
+    assert result.valid and result.data == DATA
+    assert TokenSigner(OLD_KEY).verify(UNSUBSCRIBE, token).invalid
 
 
 @pytest.mark.parametrize(

@@ -52,14 +52,6 @@ def find_account_id(address: Address, *, pending_only: bool = False) -> int | No
     return db.session.scalar(query)
 
 
-def find_user_by_email(raw: object) -> User | None:
-    """The account for a typed address, or None (also for an address that is not valid)."""
-    try:
-        return find_user(normalise_address(raw))
-    except ValueError:
-        return None
-
-
 @dataclass(frozen=True)
 class Registration:
     user: User

@@ -306,7 +306,7 @@ def subscriber_for_expired_confirmation(signer: TokenSigner, token: str) -> Subs
 
 
 def subscriber_from_unsubscribe_token(signer: TokenSigner, token: str) -> LinkOutcome:
-    """Unsubscribe links keep working even past their age: leaving must always be possible."""
+    """Unsubscribe links never expire (``config.UNSUBSCRIBE``): leaving must always work."""
     _result, subscriber = _read_link(signer, UNSUBSCRIBE, token)
     if subscriber is None:
         return LinkOutcome(LinkState.INVALID)

@@ -50,7 +50,8 @@ class TokenSigner:
             return TokenResult(expired=False, invalid=True)
         serializer = self._serializer(purpose)
         try:
-            data = serializer.loads(token, max_age=int(purpose.max_age.total_seconds()))
+            max_age = None if purpose.max_age is None else int(purpose.max_age.total_seconds())
+            data = serializer.loads(token, max_age=max_age)
         except SignatureExpired as exc:
             # The signature is good, only too old: the payload can still name what to renew.
             payload = exc.payload

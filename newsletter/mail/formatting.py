@@ -4,15 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from babel.dates import format_datetime as babel_format_datetime
-
 from ..dates import format_date as _format_date
 
 
 def format_date(value: datetime, language: str, fmt: str = "long") -> str:
     """The date in ``language``; French writes the first of the month "1er"."""
     return _format_date(value, language, fmt)
-
-
-def format_datetime(value: datetime, language: str, fmt: str = "medium") -> str:
-    return babel_format_datetime(value, format=fmt, locale=language)

@@ -40,7 +40,6 @@ from ..delivery.sending_pool import DigestSendingPool
 from ..delivery.streams import StreamTransports
 from ..delivery.webhooks import deliver_webhook_batch
 from ..extensions import db
-from ..mail.transport import DeliveryError
 from ..observability.exposition import serve_worker_metrics
 from . import jobs
 from .leadership import LeaderElection, release_lease, try_acquire_lease
@@ -262,9 +261,6 @@ class Worker:
                         self.stopping.wait(outage)
                         outage = min(outage * 2, OUTAGE_BACKOFF_MAX_SECONDS)
                         continue
-                    except DeliveryError as exc:  # pragma: no cover - recorded per message
-                        log.warning("delivery pass failed: %s", exc)
-                        claimed = 0
                     except SQLAlchemyError as exc:
                         db.session.rollback()
                         log.warning("outbox pass failed: %s", exc)

@@ -178,10 +178,7 @@ def unsubscribe_link(token: str):
     db.session.commit()
     if wants_json():
         return jsonify(status="unsubscribed")
-    preferences_url = None
-    return render_template(
-        "unsubscribe.html", state="done", token=token, preferences_url=preferences_url
-    )
+    return render_template("unsubscribe.html", state="done", token=token)
 
 
 @blueprint.route("/preferences/<token>", methods=["GET", "POST"])
