@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import and_, exists, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
@@ -35,6 +34,7 @@ from ..models import (
     release_carriers,
     utcnow,
 )
+from .recurrence import WEEKDAYS, parse_recurrence
 from .releases import ENCODED_WORD, ENCODED_WORD_REFUSED, InvalidInput, iso, parse_datetime
 
 CANCELLED = "cancelled"
@@ -42,7 +42,6 @@ MISSED = "missed"
 # A send time this far in the past is still "now" (clocks of client and server differ a little).
 SEND_AT_TOLERANCE = timedelta(minutes=5)
 MAX_SUBJECT_LENGTH = 300
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 class DigestStateError(ValueError):
@@ -442,30 +441,6 @@ def deliveries_query(digest_id: int, status: str | None = None):
 # Recurring schedules
 
 
-def parse_cron(expression: str, timezone: str) -> CronTrigger:
-    """Five fields (minute hour day month weekday) or six with seconds first; ValueError if bad."""
-    fields = expression.split()
-    tz = ZoneInfo(timezone)
-    if len(fields) == 5:
-        return CronTrigger.from_crontab(expression, timezone=tz)
-    if len(fields) == 6:
-        second, minute, hour, day, month, day_of_week = fields
-        return CronTrigger(
-            second=second,
-            minute=minute,
-            hour=hour,
-            day=day,
-            month=month,
-            day_of_week=day_of_week,
-            timezone=tz,
-        )
-    raise ValueError("expected 5 fields (minute hour day month weekday) or 6 (seconds first)")
-
-
-def schedule_trigger(schedule: DigestSchedule) -> CronTrigger:
-    return parse_cron(schedule.cron, schedule.timezone)
-
-
 def _cron_from_fields(data: Mapping[str, Any], errors: dict[str, str]) -> str | None:
     """``every`` day/week ``at`` HH:MM (``weekday`` for weekly) as a cron expression."""
     every, at, weekday = data.get("every"), data.get("at"), data.get("weekday")
@@ -532,7 +507,7 @@ def clean_schedule(
         cron = current.cron
     if cron is not None and "timezone" in values:
         try:
-            parse_cron(cron, values["timezone"])
+            parse_recurrence(cron, values["timezone"])
         except (ValueError, TypeError) as exc:
             errors["cron"] = f"Not a valid cron expression: {exc}"
         else:
@@ -565,15 +540,10 @@ def set_schedule_status(schedule: DigestSchedule, status: str) -> None:
     schedule.status = status
 
 
-def schedule_as_dict(schedule: DigestSchedule, now: datetime | None = None) -> dict[str, Any]:
-    next_run = None
-    if schedule.status == ScheduleStatus.ACTIVE:
-        try:
-            trigger = schedule_trigger(schedule)
-            fire = trigger.get_next_fire_time(None, (now or utcnow()).replace(tzinfo=UTC))
-            next_run = iso(fire.astimezone(UTC).replace(tzinfo=None)) if fire else None
-        except (ValueError, ZoneInfoNotFoundError):
-            next_run = None
+def schedule_as_dict(
+    schedule: DigestSchedule, next_run_at: datetime | None = None
+) -> dict[str, Any]:
+    """The schedule as the API shows it; ``next_run_at`` (naive UTC) comes from the trigger."""
     return {
         "id": schedule.id,
         "language": schedule.language,
@@ -581,7 +551,7 @@ def schedule_as_dict(schedule: DigestSchedule, now: datetime | None = None) -> d
         "timezone": schedule.timezone,
         "subject": schedule.subject,
         "status": schedule.status,
-        "next_run_at": next_run,
+        "next_run_at": iso(next_run_at) if schedule.status == ScheduleStatus.ACTIVE else None,
         "created_at": iso(schedule.created_at),
         "updated_at": iso(schedule.updated_at),
     }

@@ -18,12 +18,12 @@ from ..domain.digests import (
     create_scheduled_run,
     mark_missed,
     record_missed_run,
-    schedule_trigger,
 )
 from ..domain.releases import FeedError, import_feed, read_feed_source
 from ..extensions import db
 from ..models import Digest, DigestSchedule, DigestStatus, ScheduleStatus, utcnow
 from ..observability.logs import log_context
+from .triggers import schedule_trigger
 
 log = logging.getLogger(__name__)
 

@@ -34,10 +34,11 @@ from flask import Flask
 from sqlalchemy import select
 
 from ..config import BOUNCE_MAILBOX_POLL_SECONDS
-from ..domain.digests import mark_missed, schedule_trigger
+from ..domain.digests import mark_missed
 from ..extensions import db
 from ..models import Digest, DigestSchedule, DigestStatus, ScheduleStatus, utcnow
 from . import jobs
+from .triggers import schedule_trigger
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,6 @@ class DigestScheduler:
 
     # -- reconciliation -----------------------------------------------------------------------
 
-
     def _keep_interval_job(
         self, existing: dict, wanted: set, job_id: str, func: str, name: str, seconds: float
     ) -> None:
@@ -176,6 +176,7 @@ class DigestScheduler:
                 replace_existing=True,
                 next_run_time=datetime.now(UTC),
             )
+
     def reconcile(self, now: datetime | None = None) -> None:
         """Make the job store match the rows (call within an app context)."""
         now = now or utcnow()

@@ -99,6 +99,7 @@ from ..models import (
     Subscriber,
     utcnow,
 )
+from ..scheduling.triggers import next_fire_time
 from .auth import audit, can, requires, staff_required
 from .inputs import InputError, explain, is_json_request
 from .two_factor_gate import step_up
@@ -781,7 +782,7 @@ def digests():
     return render_template(
         "admin/digests.html",
         page=history,
-        schedules=[schedule_as_dict(schedule) for schedule in schedules],
+        schedules=[schedule_as_dict(schedule, next_fire_time(schedule)) for schedule in schedules],
         languages=LANGUAGES,
         values={"language": str(get_locale() or "fr")[:2], "timezone": DEFAULT_TIMEZONE},
         errors={},
@@ -793,7 +794,10 @@ def digests():
 def render_digests_with_errors(**overrides: Any):
     context: dict[str, Any] = {
         "page": paginate(digests_query(), page=1, per_page=CONSOLE_PAGE_SIZE),
-        "schedules": [schedule_as_dict(s) for s in db.session.scalars(schedules_query()).all()],
+        "schedules": [
+            schedule_as_dict(s, next_fire_time(s))
+            for s in db.session.scalars(schedules_query()).all()
+        ],
         "languages": LANGUAGES,
         "values": {"timezone": DEFAULT_TIMEZONE},
         "errors": {},

@@ -55,6 +55,7 @@ from ..models import (
     Subscriber,
     SubscriberStatus,
 )
+from ..scheduling.triggers import next_fire_time
 from .auth import audit, bearer_token, requires, staff_required
 from .inputs import InputError, explain, is_json_request, read_payload
 from .openapi import OPENAPI
@@ -383,13 +384,17 @@ def test_send(digest_id: int):
 # Recurring schedules
 
 
+def _schedule_json(schedule: DigestSchedule) -> dict[str, Any]:
+    return schedule_as_dict(schedule, next_fire_time(schedule))
+
+
 @blueprint.get("/v1/schedules")
 @requires("digests:read")
 def get_schedules():
     status = _choice_arg("status", list(ScheduleStatus))
     page, per_page = _paging()
     result = paginate(schedules_query(status), page=page, per_page=per_page)
-    return jsonify(_page_json(result, [schedule_as_dict(row) for row in result.items]))
+    return jsonify(_page_json(result, [_schedule_json(row) for row in result.items]))
 
 
 @blueprint.post("/v1/schedules")
@@ -402,13 +407,13 @@ def post_schedule():
         raise _invalid(exc.fields) from None
     audit("schedule.create", "schedule", schedule.id, {"cron": schedule.cron})
     db.session.commit()
-    return jsonify(schedule_as_dict(schedule)), 201
+    return jsonify(_schedule_json(schedule)), 201
 
 
 @blueprint.get("/v1/schedules/<int:schedule_id>")
 @requires("digests:read")
 def get_schedule(schedule_id: int):
-    return jsonify(schedule_as_dict(_get_or_404(DigestSchedule, schedule_id, "schedule")))
+    return jsonify(_schedule_json(_get_or_404(DigestSchedule, schedule_id, "schedule")))
 
 
 @blueprint.patch("/v1/schedules/<int:schedule_id>")
@@ -424,7 +429,7 @@ def patch_schedule(schedule_id: int):
         raise _conflict(exc) from None
     audit("schedule.update", "schedule", schedule.id)
     db.session.commit()
-    return jsonify(schedule_as_dict(schedule))
+    return jsonify(_schedule_json(schedule))
 
 
 def _schedule_status(schedule_id: int, status: str) -> Response:
@@ -436,7 +441,7 @@ def _schedule_status(schedule_id: int, status: str) -> Response:
         raise _conflict(exc) from None
     audit(f"schedule.{status}", "schedule", schedule.id)
     db.session.commit()
-    return jsonify(schedule_as_dict(schedule))
+    return jsonify(_schedule_json(schedule))
 
 
 @blueprint.post("/v1/schedules/<int:schedule_id>/pause")

@@ -237,7 +237,10 @@ SCHEMAS: dict[str, Any] = {
             "cron": {
                 "type": "string",
                 "example": "0 8 * * mon",
-                "description": "5 fields (minute hour day month weekday), or 6 with seconds first.",
+                "description": (
+                    "Crontab syntax: 5 fields (minute hour day month weekday), or 6 with seconds"
+                    " first; weekdays as names or crontab's numbers (0 and 7 are Sunday)."
+                ),
             },
             "every": {"type": "string", "enum": ["day", "week"]},
             "at": {"type": "string", "example": "08:00"},
