@@ -29,6 +29,8 @@ MIGRATIONS_DIR = _shipped_or_checkout("migrations")
 TRANSLATIONS_DIR = Path(__file__).resolve().parent / "translations"
 LANGUAGES = ("fr", "en")  # French first: the site's primary language
 DEFAULT_LANGUAGE = "fr"
+# The newsroom's time zone: schedules and the console's times default to it.
+DEFAULT_TIMEZONE = "Europe/Brussels"
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from .config import DEFAULT_TIMEZONE
 from .extensions import db
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets BIGINT for the big tables.
@@ -246,7 +247,7 @@ class DigestSchedule(db.Model):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     language: Mapped[str] = mapped_column(String(8))
     cron: Mapped[str] = mapped_column(String(120))  # "minute hour day month day_of_week"
-    timezone: Mapped[str] = mapped_column(String(64), default="Europe/Brussels")
+    timezone: Mapped[str] = mapped_column(String(64), default=DEFAULT_TIMEZONE)
     subject: Mapped[str | None] = mapped_column(String(300))
     status: Mapped[str] = mapped_column(String(16), default=ScheduleStatus.ACTIVE)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import and_, exists, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from ..config import DIGEST_MAX_RELEASES, LANGUAGES
+from ..config import DEFAULT_TIMEZONE, DIGEST_MAX_RELEASES, LANGUAGES
 from ..dates import format_date
 from ..extensions import db
 from ..models import (
@@ -480,7 +480,7 @@ def clean_schedule(
         values["language"] = _language(data, errors)
     if current is None or "subject" in data:
         values["subject"] = _subject(data, errors)
-    timezone = data.get("timezone", current.timezone if current else "Europe/Brussels")
+    timezone = data.get("timezone", current.timezone if current else DEFAULT_TIMEZONE)
     if not isinstance(timezone, str) or not timezone or len(timezone) > 64:
         errors["timezone"] = "A time zone name such as Europe/Brussels."
     else:

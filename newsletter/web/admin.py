@@ -37,6 +37,7 @@ from ..config import (
     CSV_IMPORT_MAX_BYTES,
     CSV_IMPORT_MAX_REQUEST_BYTES,
     DASHBOARD_DAYS,
+    DEFAULT_TIMEZONE,
     DIGEST_PROGRESS_POLL_SECONDS,
     FEED_UPLOAD_MAX_BYTES,
     LANGUAGES,
@@ -505,8 +506,6 @@ def import_template():
 
 
 # --- Times typed in the console ----------------------------------------------------------
-
-DEFAULT_TIMEZONE = "Europe/Brussels"
 
 
 def local_time_to_iso(value: str, timezone: str, field: str) -> str:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..config import DEFAULT_TIMEZONE
+
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
@@ -248,7 +250,7 @@ SCHEMAS: dict[str, Any] = {
                 "type": "string",
                 "enum": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
             },
-            "timezone": {"type": "string", "default": "Europe/Brussels"},
+            "timezone": {"type": "string", "default": DEFAULT_TIMEZONE},
             "subject": {"type": "string", "maxLength": 300},
         },
     },
