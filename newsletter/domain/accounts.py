@@ -28,7 +28,7 @@ from . import codes, login_throttle
 from .addresses import Address, normalise_address
 from .mail_caps import under_daily_cap
 from .passwords import check_password_policy, hash_password, verify_password
-from .tokens import TokenSigner
+from .tokens import LinkState, TokenSigner
 
 ACCOUNT_EXISTS_KIND = "account_exists"
 
@@ -305,12 +305,6 @@ def change_email_token(signer: TokenSigner, user: User, row: OneTimeCode) -> str
             "f": signer.fingerprint("change", user.email_key, (row.new_email or "").casefold()),
         },
     )
-
-
-class LinkState(enum.StrEnum):
-    OK = "ok"
-    EXPIRED = "expired"
-    INVALID = "invalid"  # tampered, for another purpose, already used, replaced, or stale
 
 
 @dataclass(frozen=True)

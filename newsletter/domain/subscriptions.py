@@ -6,7 +6,6 @@ the caller learns privately whether a confirmation email is due.
 
 from __future__ import annotations
 
-import enum
 import functools
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,7 +29,7 @@ from ..observability import instruments
 from .addresses import Address
 from .mail_caps import cap_window_start, emails_sent_since, under_daily_cap
 from .suppressions import SuppressionKeys, is_suppressed
-from .tokens import TokenResult, TokenSigner
+from .tokens import LinkState, TokenResult, TokenSigner
 from .webhooks import emit_event
 from .wording import ExplainedError, translatable
 
@@ -228,13 +227,6 @@ def preferences_token(signer: TokenSigner, subscriber: Subscriber) -> str:
 def preferences_token_for(signer: TokenSigner, subscriber_id: int, email_key: str) -> str:
     """``preferences_token`` from the two values a sending batch holds (no row loaded)."""
     return _subscriber_token(signer, MANAGE_PREFERENCES, subscriber_id, email_key)
-
-
-class LinkState(enum.StrEnum):
-    OK = "ok"
-    ALREADY_DONE = "already_done"
-    EXPIRED = "expired"
-    INVALID = "invalid"
 
 
 @dataclass(frozen=True)

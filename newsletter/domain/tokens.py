@@ -7,6 +7,7 @@ Tokens carry ids and fingerprints, never raw personal data.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -15,6 +16,15 @@ from typing import Any
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from ..config import TokenPurpose
+
+
+class LinkState(enum.StrEnum):
+    """What an emailed link (subscription or account) turned out to be, for the page shown."""
+
+    OK = "ok"
+    ALREADY_DONE = "already_done"  # the link's job was done before (unsubscribed already)
+    EXPIRED = "expired"
+    INVALID = "invalid"  # tampered, for another purpose, already used, replaced, or stale
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ from ..domain.addresses import Address, InvalidAddress, normalise_address
 from ..domain.subscriptions import (
     Consent,
     InvalidField,
-    LinkState,
     change_language,
     clean_language,
     confirm_subscription,
@@ -27,6 +26,7 @@ from ..domain.subscriptions import (
     unsubscribe,
 )
 from ..domain.suppressions import SuppressionKeys
+from ..domain.tokens import LinkState
 from ..extensions import csrf, db, limiter
 from .i18n import request_language, use_language_of
 from .inputs import InputError, explain, read_payload, text_field, wants_json
