@@ -332,7 +332,7 @@ def test_cancelling_a_sending_digest_drops_its_queued_deliveries(app, api, run_w
         assert run_digest(created["id"]).result == "sending"
     body = api.post(f"/api/v1/digests/{created['id']}/cancel").get_json()
     assert body["status"] == "failed" and body["failure_reason"] == "cancelled"
-    assert body["pending"] == 0 and body["skipped"] == 4
+    assert body["pending"] == 0 and body["cancelled"] == 4
     run_worker()
     with app.app_context():
         assert (

@@ -37,8 +37,8 @@ def _describe(digest: Digest) -> str:
         f"{' (paused)' if digest.paused else ''}: {progress.recipients} recipients, "
         f"{progress.sent} sent, {progress.failed} failed, {progress.pending} pending"
     )
-    if progress.skipped:
-        text += f", {progress.skipped} skipped (left meanwhile)"
+    if progress.cancelled:
+        text += f", {progress.cancelled} cancelled (left meanwhile)"
     if digest.failure_reason:
         text += f" — {digest.failure_reason}"
     return text

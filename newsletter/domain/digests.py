@@ -325,15 +325,15 @@ class Progress:
     sent: int
     failed: int
     pending: int
-    skipped: int
+    cancelled: int  # deliveries called off: the subscriber left or bounced first
 
     @property
     def done(self) -> int:
-        return self.sent + self.failed + self.skipped
+        return self.sent + self.failed + self.cancelled
 
 
 def digest_progress(digest: Digest) -> Progress:
-    """Counters of a digest; ``pending`` and ``skipped`` are counted from its deliveries."""
+    """Counters of a digest; ``pending`` and ``cancelled`` are counted from its deliveries."""
     counts = dict(
         db.session.execute(
             select(Delivery.status, func.count())
@@ -352,7 +352,7 @@ def digest_progress(digest: Digest) -> Progress:
         sent=digest.sent,
         failed=digest.failed,
         pending=pending,
-        skipped=counts.get(DeliveryStatus.CANCELLED, 0),
+        cancelled=counts.get(DeliveryStatus.CANCELLED, 0),
     )
 
 
@@ -372,7 +372,7 @@ def digest_as_dict(digest: Digest, progress: Progress | None = None) -> dict[str
         "sent": progress.sent,
         "failed": progress.failed,
         "pending": progress.pending,
-        "skipped": progress.skipped,
+        "cancelled": progress.cancelled,
         "created_at": iso(digest.created_at),
         "started_at": iso(digest.started_at),
         "finished_at": iso(digest.finished_at),

@@ -766,7 +766,7 @@ def progress_json(digest: Digest) -> dict[str, Any]:
         "sent": progress.sent,
         "failed": progress.failed,
         "pending": progress.pending,
-        "skipped": progress.skipped,
+        "cancelled": progress.cancelled,
         "done": progress.done,
         "finished": finished,
         "summary": digest_summary(digest, progress),

@@ -203,9 +203,9 @@ SCHEMAS: dict[str, Any] = {
             "sent": {"type": "integer"},
             "failed": {"type": "integer"},
             "pending": {"type": "integer", "description": "Queued or being sent."},
-            "skipped": {
+            "cancelled": {
                 "type": "integer",
-                "description": "Subscribers who left (or bounced) before their turn.",
+                "description": "Deliveries called off: the subscriber left (or bounced) first.",
             },
             "created_at": {"type": "string", "format": "date-time"},
             "started_at": {"type": "string", "format": "date-time", "nullable": True},
