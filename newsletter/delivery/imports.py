@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..domain.console import ImportPlan, RowOutcome, new_subscriber_from_row
+from ..domain.subscriber_import import ImportPlan, RowOutcome, new_subscriber_from_row
 from ..extensions import db
 from .subscriptions import queue_confirmation_email
 

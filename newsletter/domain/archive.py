@@ -23,7 +23,8 @@ from sqlalchemy.orm import defer
 from ..config import ARCHIVE_SEARCH_MAX_LENGTH, SLUG_MAX_LENGTH
 from ..extensions import db
 from ..models import RELEASE_SEARCH_EXPRESSION, Digest, DigestStatus, Release, utcnow
-from .releases import Page, paginate, sanitise_body
+from .paging import Page, paginate
+from .releases import sanitise_body
 
 # Digests whose web version is public: they reached (or are reaching) their readers.
 PUBLIC_DIGEST_STATUSES = (DigestStatus.SENDING, DigestStatus.SENT)

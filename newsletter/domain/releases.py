@@ -8,37 +8,35 @@ from __future__ import annotations
 
 import calendar
 import html
-import math
 import re
 import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
 import feedparser
 import nh3
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, select
 
 from ..config import (
     ENCODED_WORD_PATTERN,
     FEED_FETCH_TIMEOUT_SECONDS,
     FEED_MAX_BYTES,
     LANGUAGES,
-    MAX_PAGE_SIZE,
     RELEASE_MAX_BODY_LENGTH,
     RELEASE_MAX_SUMMARY_LENGTH,
 )
 from ..extensions import db
 from ..models import Release, utcnow
+from .paging import Page, paginate
 
 # Titles and subjects become mail headers: RFC 2047 encoded-word syntax in them is refused.
 ENCODED_WORD = re.compile(ENCODED_WORD_PATTERN)
 ENCODED_WORD_REFUSED = "Encoded-word syntax (=?...?=) is not allowed."
 
-T = TypeVar("T")
 
 # Tags a release body may keep: text structure, links, images, tables. Scripts, styles, forms,
 # iframes and event attributes are removed by nh3 (ammonia), whatever the source.
@@ -64,29 +62,6 @@ class InvalidInput(ValueError):
     def __init__(self, fields: Mapping[str, str]) -> None:
         super().__init__("; ".join(f"{name}: {message}" for name, message in fields.items()))
         self.fields = dict(fields)
-
-
-@dataclass(frozen=True)
-class Page(Generic[T]):
-    """One page of a listing, with what a client needs to ask for the next one."""
-
-    items: list[T]
-    page: int
-    per_page: int
-    total: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, math.ceil(self.total / self.per_page)) if self.per_page else 1
-
-
-def paginate(query: Select[Any], *, page: int, per_page: int) -> Page[Any]:
-    """Run ``query`` for one page (1-based); ``per_page`` is capped at ``MAX_PAGE_SIZE``."""
-    page = max(1, page)
-    per_page = max(1, min(per_page, MAX_PAGE_SIZE))
-    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
-    items = list(db.session.scalars(query.limit(per_page).offset((page - 1) * per_page)))
-    return Page(items=items, page=page, per_page=per_page, total=total or 0)
 
 
 def sanitise_body(body: str) -> str:

@@ -45,21 +45,7 @@ from ..config import (
 from ..delivery.digest_previews import preview_message, queue_test_send
 from ..delivery.imports import apply_subscriber_import
 from ..domain.addresses import InvalidAddress, normalise_address
-from ..domain.console import (
-    STATUSES,
-    DayMovement,
-    ImportFileError,
-    ImportPlan,
-    ImportRow,
-    SubscriberFilter,
-    daily_movements,
-    decode_csv,
-    export_lines,
-    latest_digests,
-    plan_subscriber_import,
-    status_counts,
-    subscriber_page,
-)
+from ..domain.dashboard import DayMovement, daily_movements, latest_digests, status_counts
 from ..domain.digests import (
     DigestStateError,
     Progress,
@@ -88,6 +74,15 @@ from ..domain.releases import (
     paginate,
     update_release,
 )
+from ..domain.subscriber_export import export_lines
+from ..domain.subscriber_import import (
+    ImportFileError,
+    ImportPlan,
+    ImportRow,
+    decode_csv,
+    plan_subscriber_import,
+)
+from ..domain.subscriber_search import STATUSES, SubscriberFilter, subscriber_page
 from ..domain.subscriptions import InvalidField
 from ..domain.suppressions import SuppressionKeys
 from ..extensions import csrf, db

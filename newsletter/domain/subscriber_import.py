@@ -1,7 +1,7 @@
-"""What the staff console reads and plans: subscriber search, dashboard figures, CSV import.
+"""Importing subscribers from CSV, planned row by row.
 
-No request and no mail here: the import is planned row by row (``plan_subscriber_import``)
-and applied by ``delivery.imports``, which also queues the double opt-in emails.
+No request and no mail here: ``plan_subscriber_import`` plans each row and ``delivery.imports``
+applies the plan, which also queues the double opt-in emails.
 """
 
 from __future__ import annotations
@@ -10,12 +10,10 @@ import csv
 import enum
 import io
 import ipaddress
-import math
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import select
 
 from ..config import (
     CSV_IMPORT_MAX_ROWS,
@@ -24,190 +22,11 @@ from ..config import (
     MAX_PAGE_URL_LENGTH,
 )
 from ..extensions import db
-from ..models import Digest, Subscriber, SubscriberStatus, utcnow
+from ..models import Subscriber, SubscriberStatus, utcnow
 from .addresses import InvalidAddress, normalise_address
 from .subscriptions import InvalidField, clean_language, clean_text
 from .suppressions import SuppressionKeys, suppressed_keys
 from .wording import translatable
-
-STATUSES = tuple(status.value for status in SubscriberStatus)
-
-
-# --- Subscriber search -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SubscriberFilter:
-    """What the staff member typed or picked; empty means "any"."""
-
-    query: str = ""
-    status: str = ""
-    language: str = ""
-
-    def __post_init__(self) -> None:
-        if self.status and self.status not in STATUSES:
-            raise InvalidField(
-                "status", translatable("Choose one of: %(choices)s."), choices=", ".join(STATUSES)
-            )
-        if self.language and self.language not in LANGUAGES:
-            raise InvalidField(
-                "language",
-                translatable("Choose one of: %(choices)s."),
-                choices=", ".join(LANGUAGES),
-            )
-        if len(self.query) > 320:
-            raise InvalidField("q", translatable("At most %(count)d characters."), count=320)
-        # No address holds one, and PostgreSQL refuses NUL in a query parameter outright.
-        if any(ord(ch) < 32 or ord(ch) == 127 for ch in self.query):
-            raise InvalidField("q", "Control characters are not allowed.")
-
-    def statement(self) -> Select[tuple[Subscriber]]:
-        """Subscribers matching the filter, newest first."""
-        statement = select(Subscriber)
-        if self.query.strip():
-            # The key is case-folded; LIKE wildcards typed by staff are matched literally.
-            needle = self.query.strip().casefold()
-            statement = statement.where(Subscriber.email_key.contains(needle, autoescape=True))
-        if self.status:
-            statement = statement.where(Subscriber.status == self.status)
-        if self.language:
-            statement = statement.where(Subscriber.language == self.language)
-        return statement.order_by(Subscriber.id.desc())
-
-
-@dataclass(frozen=True)
-class Page:
-    items: Sequence[Subscriber]
-    total: int
-    number: int
-    size: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, math.ceil(self.total / self.size))
-
-    @property
-    def has_previous(self) -> bool:
-        return self.number > 1
-
-    @property
-    def has_next(self) -> bool:
-        return self.number < self.pages
-
-
-def subscriber_page(subscriber_filter: SubscriberFilter, number: int, size: int) -> Page:
-    """One page of the filtered subscribers; a page past the end is simply empty."""
-    number = max(1, number)
-    statement = subscriber_filter.statement()
-    total = db.session.scalar(select(func.count()).select_from(statement.subquery())) or 0
-    items = db.session.scalars(statement.limit(size).offset((number - 1) * size)).all()
-    return Page(items=items, total=total, number=number, size=size)
-
-
-# --- CSV export ---------------------------------------------------------------------------
-
-EXPORT_COLUMNS = (
-    "email",
-    "name",
-    "language",
-    "status",
-    "created_at",
-    "consent_at",
-    "consent_ip",
-    "consent_page",
-    "consent_source",
-    "confirmed_at",
-    "confirmed_ip",
-    "unsubscribed_at",
-    "unsubscribe_method",
-    "bounced_at",
-)
-# Spreadsheets run a cell that starts with one of these as a formula (CSV injection).
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
-
-def spreadsheet_safe(value: object) -> str:
-    """A cell as text; text a spreadsheet would run as a formula gets a leading quote."""
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%dT%H:%M:%SZ")
-    text = str(value)
-    if text.startswith(FORMULA_PREFIXES):
-        return "'" + text
-    return text
-
-
-def export_lines(subscriber_filter: SubscriberFilter, batch_size: int = 1000) -> Iterator[str]:
-    """The CSV file, line by line, reading the table in batches so any size fits in memory."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-
-    def line(values: Sequence[object]) -> str:
-        buffer.seek(0)
-        buffer.truncate()
-        writer.writerow(values)
-        return buffer.getvalue()
-
-    yield line(EXPORT_COLUMNS)
-    statement = subscriber_filter.statement().execution_options(yield_per=batch_size)
-    for subscriber in db.session.scalars(statement):
-        yield line([spreadsheet_safe(getattr(subscriber, column)) for column in EXPORT_COLUMNS])
-
-
-# --- Dashboard ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DayMovement:
-    day: date
-    confirmations: int
-    departures: int
-
-
-def status_counts() -> dict[str, int]:
-    """Subscribers per status, every status present (zero when none)."""
-    counts = dict.fromkeys(STATUSES, 0)
-    rows = db.session.execute(
-        select(Subscriber.status, func.count(Subscriber.id)).group_by(Subscriber.status)
-    )
-    for status, count in rows:
-        counts[status] = count
-    return counts
-
-
-def _per_day(column, since: datetime) -> dict[date, int]:
-    # date() exists in SQLite (a string) and PostgreSQL (a date): normalise through isoformat.
-    day = func.date(column)
-    rows = db.session.execute(select(day, func.count()).where(column >= since).group_by(day)).all()
-    return {date.fromisoformat(str(value)[:10]): count for value, count in rows if value}
-
-
-def daily_movements(days: int, today: date | None = None) -> list[DayMovement]:
-    """Confirmations and departures (unsubscribed or bounced) per UTC day, oldest first.
-
-    Counted from each subscriber's latest state: someone who left and came back counts once,
-    on the day of their latest confirmation.
-    """
-    today = today or utcnow().date()
-    first = today - timedelta(days=days - 1)
-    since = datetime(first.year, first.month, first.day)
-    confirmed = _per_day(Subscriber.confirmed_at, since)
-    unsubscribed = _per_day(Subscriber.unsubscribed_at, since)
-    bounced = _per_day(Subscriber.bounced_at, since)
-    movements = []
-    for offset in range(days):
-        day = first + timedelta(days=offset)
-        departures = unsubscribed.get(day, 0) + bounced.get(day, 0)
-        movements.append(DayMovement(day, confirmed.get(day, 0), departures))
-    return movements
-
-
-def latest_digests(limit: int = 10) -> Sequence[Digest]:
-    return db.session.scalars(
-        select(Digest).order_by(Digest.send_at.desc(), Digest.id.desc()).limit(limit)
-    ).all()
-
 
 # --- CSV import ---------------------------------------------------------------------------
 
