@@ -66,7 +66,9 @@ def address_hash(email_key: str, key: str) -> str:
 NEVER_MAIL_AGAIN = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED)
 
 
-def erase_subscriber(subscriber: Subscriber, key: str, keys: SuppressionKeys) -> dict[str, object]:
+def erase_subscriber(
+    subscriber: Subscriber, key: str, keys: SuppressionKeys
+) -> dict[str, object]:
     """Delete the subscriber and their stored mail, suppressing the address when they had
     left or bounced; returns what the audit entry keeps. The caller commits."""
     left = subscriber.status in NEVER_MAIL_AGAIN

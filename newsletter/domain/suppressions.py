@@ -134,8 +134,7 @@ def suppression_entries(
     """Newest first. Addresses are found back by hashing the subscribers that are no longer
     confirmed (bounced, unsubscribed): the only rows a suppressed address can belong to."""
     rows = db.session.scalars(
-        select(Suppression)
-        .order_by(Suppression.created_at.desc(), Suppression.id.desc())
+        select(Suppression).order_by(Suppression.created_at.desc(), Suppression.id.desc())
         .limit(limit)
         .offset(offset)
     ).all()
@@ -154,11 +153,7 @@ def suppression_entries(
                 known[digest] = email
     return [
         SuppressionEntry(
-            row.id,
-            row.address_hash,
-            row.reason,
-            row.detail,
-            row.created_at,
+            row.id, row.address_hash, row.reason, row.detail, row.created_at,
             known.get(row.address_hash),
         )
         for row in rows
