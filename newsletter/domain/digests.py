@@ -36,6 +36,7 @@ from ..models import (
 )
 from .recurrence import WEEKDAYS, parse_recurrence
 from .releases import ENCODED_WORD, ENCODED_WORD_REFUSED, InvalidInput, iso, parse_datetime
+from .wording import Message, translatable
 
 CANCELLED = "cancelled"
 MISSED = "missed"
@@ -57,14 +58,14 @@ def _subject(data: Mapping[str, Any], errors: dict[str, str]) -> str | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if not isinstance(value, str):
-        errors["subject"] = "Must be text."
+        errors["subject"] = translatable("Must be text.")
         return None
     value = " ".join(value.split()) if not any(ord(c) < 32 for c in value.strip()) else None
     if value is None:
-        errors["subject"] = "Line breaks and control characters are not allowed."
+        errors["subject"] = translatable("Line breaks and control characters are not allowed.")
         return None
     if len(value) > MAX_SUBJECT_LENGTH:
-        errors["subject"] = f"At most {MAX_SUBJECT_LENGTH} characters."
+        errors["subject"] = Message("At most %(count)d characters.", count=MAX_SUBJECT_LENGTH)
         return None
     if ENCODED_WORD.search(value):
         errors["subject"] = ENCODED_WORD_REFUSED
@@ -75,14 +76,14 @@ def _subject(data: Mapping[str, Any], errors: dict[str, str]) -> str | None:
 def _language(data: Mapping[str, Any], errors: dict[str, str]) -> str | None:
     value = data.get("language")
     if not isinstance(value, str) or value.strip().lower() not in LANGUAGES:
-        errors["language"] = "Required: one of " + ", ".join(LANGUAGES) + "."
+        errors["language"] = Message("Required: one of %(choices)s.", choices=", ".join(LANGUAGES))
         return None
     return value.strip().lower()
 
 
 def _unknown(data: Mapping[str, Any], allowed: set[str], errors: dict[str, str]) -> None:
     for name in sorted(set(data) - allowed):
-        errors[name] = "Unknown field."
+        errors[name] = translatable("Unknown field.")
 
 
 def clean_digest_request(data: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:
@@ -100,10 +101,12 @@ def clean_digest_request(data: Mapping[str, Any], now: datetime | None = None) -
         try:
             send_at = parse_datetime(raw)
         except (ValueError, TypeError):
-            errors["send_at"] = "Must be an ISO 8601 date-time, e.g. 2025-03-01T09:00:00+01:00."
+            errors["send_at"] = translatable(
+                "Must be an ISO 8601 date-time, e.g. 2025-03-01T09:00:00+01:00."
+            )
         else:
             if send_at < now - SEND_AT_TOLERANCE:
-                errors["send_at"] = "Must not be in the past."
+                errors["send_at"] = translatable("Must not be in the past.")
             # Slightly in the past (clock skew) means now.
             values["send_at"] = max(send_at, now)
     if errors:
@@ -445,23 +448,23 @@ def _cron_from_fields(data: Mapping[str, Any], errors: dict[str, str]) -> str | 
     """``every`` day/week ``at`` HH:MM (``weekday`` for weekly) as a cron expression."""
     every, at, weekday = data.get("every"), data.get("at"), data.get("weekday")
     if every not in ("day", "week"):
-        errors["every"] = "One of: day, week (or give a cron expression)."
+        errors["every"] = translatable("One of: day, week (or give a cron expression).")
         return None
     if not isinstance(at, str) or len(at) != 5 or at[2] != ":" or not at.isascii():
-        errors["at"] = "A time as HH:MM."
+        errors["at"] = translatable("A time as HH:MM.")
         return None
     try:
         hour, minute = int(at[:2]), int(at[3:])
     except ValueError:
-        errors["at"] = "A time as HH:MM."
+        errors["at"] = translatable("A time as HH:MM.")
         return None
     if not (0 <= hour < 24 and 0 <= minute < 60):
-        errors["at"] = "A time as HH:MM."
+        errors["at"] = translatable("A time as HH:MM.")
         return None
     if every == "day":
         return f"{minute} {hour} * * *"
     if not isinstance(weekday, str) or weekday.lower()[:3] not in WEEKDAYS:
-        errors["weekday"] = "One of: " + ", ".join(WEEKDAYS) + "."
+        errors["weekday"] = Message("One of: %(choices)s.", choices=", ".join(WEEKDAYS))
         return None
     return f"{minute} {hour} * * {weekday.lower()[:3]}"
 
@@ -482,34 +485,36 @@ def clean_schedule(
         values["subject"] = _subject(data, errors)
     timezone = data.get("timezone", current.timezone if current else DEFAULT_TIMEZONE)
     if not isinstance(timezone, str) or not timezone or len(timezone) > 64:
-        errors["timezone"] = "A time zone name such as Europe/Brussels."
+        errors["timezone"] = translatable("A time zone name such as Europe/Brussels.")
     else:
         try:
             ZoneInfo(timezone)
         except (ZoneInfoNotFoundError, ValueError):
-            errors["timezone"] = "Unknown time zone; use a name such as Europe/Brussels."
+            errors["timezone"] = translatable(
+                "Unknown time zone; use a name such as Europe/Brussels."
+            )
         else:
             values["timezone"] = timezone
     cron: str | None = None
     if "cron" in data:
         if not isinstance(data["cron"], str) or not data["cron"].strip():
-            errors["cron"] = "A cron expression such as '0 8 * * mon'."
+            errors["cron"] = translatable("A cron expression such as '0 8 * * mon'.")
         else:
             cron = " ".join(data["cron"].split())
             if len(cron) > 120:
-                errors["cron"] = "At most 120 characters."
+                errors["cron"] = translatable("At most 120 characters.")
                 cron = None
     elif "every" in data or "at" in data:
         cron = _cron_from_fields(data, errors)
     elif current is None:
-        errors["cron"] = "Give a cron expression, or every (day/week) and at (HH:MM)."
+        errors["cron"] = translatable("Give a cron expression, or every (day/week) and at (HH:MM).")
     else:
         cron = current.cron
     if cron is not None and "timezone" in values:
         try:
             parse_recurrence(cron, values["timezone"])
         except (ValueError, TypeError) as exc:
-            errors["cron"] = f"Not a valid cron expression: {exc}"
+            errors["cron"] = Message("Not a valid cron expression: %(reason)s", reason=str(exc))
         else:
             values["cron"] = cron
     if errors:

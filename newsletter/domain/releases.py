@@ -32,10 +32,11 @@ from ..config import (
 from ..extensions import db
 from ..models import Release, utcnow
 from .paging import Page, paginate
+from .wording import Message, translatable
 
 # Titles and subjects become mail headers: RFC 2047 encoded-word syntax in them is refused.
 ENCODED_WORD = re.compile(ENCODED_WORD_PATTERN)
-ENCODED_WORD_REFUSED = "Encoded-word syntax (=?...?=) is not allowed."
+ENCODED_WORD_REFUSED = translatable("Encoded-word syntax (=?...?=) is not allowed.")
 
 
 # Tags a release body may keep: text structure, links, images, tables. Scripts, styles, forms,
@@ -93,20 +94,20 @@ def _text(
     value = data.get(name)
     if value is None or (isinstance(value, str) and not value.strip()):
         if required:
-            errors[name] = "Required."
+            errors[name] = translatable("Required.")
         return None
     if not isinstance(value, str):
-        errors[name] = "Must be text."
+        errors[name] = translatable("Must be text.")
         return None
     value = value.strip()
     if len(value) > max_length:
-        errors[name] = f"At most {max_length} characters."
+        errors[name] = Message("At most %(count)d characters.", count=max_length)
         return None
     if single_line and any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-        errors[name] = "Line breaks and control characters are not allowed."
+        errors[name] = translatable("Line breaks and control characters are not allowed.")
         return None
     if "\x00" in value:
-        errors[name] = "Control characters are not allowed."
+        errors[name] = translatable("Control characters are not allowed.")
         return None
     if single_line and ENCODED_WORD.search(value):
         # Mail readers would decode it (and some Pythons fold its line breaks out raw).
@@ -123,10 +124,10 @@ def _url(data: Mapping[str, Any], name: str, errors: dict[str, str]) -> str | No
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number
     except ValueError:  # e.g. "http://[::1" (an unclosed IPv6 address)
-        errors[name] = "Must be an http or https URL."
+        errors[name] = translatable("Must be an http or https URL.")
         return None
     if parts.scheme not in ("http", "https") or not parts.netloc or " " in value:
-        errors[name] = "Must be an http or https URL."
+        errors[name] = translatable("Must be an http or https URL.")
         return None
     return value
 
@@ -156,10 +157,12 @@ def _language(data: Mapping[str, Any], errors: dict[str, str], *, required: bool
     value = data.get("language")
     if value is None or value == "":
         if required:
-            errors["language"] = "Required: one of " + ", ".join(LANGUAGES) + "."
+            errors["language"] = Message(
+                "Required: one of %(choices)s.", choices=", ".join(LANGUAGES)
+            )
         return None
     if not isinstance(value, str) or value.strip().lower() not in LANGUAGES:
-        errors["language"] = "Choose one of: " + ", ".join(LANGUAGES) + "."
+        errors["language"] = Message("Choose one of: %(choices)s.", choices=", ".join(LANGUAGES))
         return None
     return value.strip().lower()
 
@@ -178,7 +181,7 @@ def clean_release(data: Mapping[str, Any], *, partial: bool = False) -> dict[str
     errors: dict[str, str] = {}
     unknown = sorted(set(data) - set(RELEASE_FIELDS))
     for name in unknown:
-        errors[name] = "Unknown field."
+        errors[name] = translatable("Unknown field.")
     values: dict[str, Any] = {}
     present = set(data) if partial else set(RELEASE_FIELDS)
     if "title" in present:
@@ -202,14 +205,16 @@ def clean_release(data: Mapping[str, Any], *, partial: bool = False) -> dict[str
         raw = data.get("published_at")
         if raw is None or raw == "":
             if partial:
-                errors["published_at"] = "Required."
+                errors["published_at"] = translatable("Required.")
             else:
                 values["published_at"] = utcnow()
         else:
             try:
                 values["published_at"] = parse_datetime(raw)
             except (ValueError, TypeError):
-                errors["published_at"] = "Must be an ISO 8601 date-time, e.g. 2025-03-01T09:00Z."
+                errors["published_at"] = translatable(
+                    "Must be an ISO 8601 date-time, e.g. 2025-03-01T09:00Z."
+                )
     if "translation_of" in data:
         values["translation_of_id"] = _translation_of(data.get("translation_of"), errors)
     if errors:
@@ -222,11 +227,11 @@ def _translation_of(value: object, errors: dict[str, str]) -> int | None:
     if value is None or value == "":
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        errors["translation_of"] = "Must be the id of another release."
+        errors["translation_of"] = translatable("Must be the id of another release.")
         return None
     original = db.session.get(Release, value)
     if original is None:
-        errors["translation_of"] = "No release has this id."
+        errors["translation_of"] = translatable("No release has this id.")
         return None
     # Point at the group's original, so a group never becomes a chain.
     return original.translation_of_id or original.id

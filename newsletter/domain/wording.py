@@ -8,6 +8,20 @@ def translatable(message: str) -> str:
     return message
 
 
+class Message(str):
+    """An English sentence that keeps its template and values, so the web layer can say it
+    in the reader's language (``web.inputs.say``); as a ``str`` it is the English."""
+
+    template: str
+    params: dict[str, object]
+
+    def __new__(cls, template: str, **params: object) -> Message:
+        message = super().__new__(cls, template % params if params else template)
+        message.template = template
+        message.params = params
+        return message
+
+
 class ExplainedError(ValueError):
     """A refusal that a person will read: ``template`` and ``params`` feed gettext;
     ``str(exc)`` is the English sentence."""

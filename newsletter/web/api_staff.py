@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Flask, Response, jsonify, request
+from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -57,7 +58,7 @@ from ..models import (
 )
 from ..scheduling.triggers import next_fire_time
 from .auth import audit, bearer_token, requires, staff_required
-from .inputs import InputError, explain, is_json_request, read_payload
+from .inputs import InputError, explain, is_json_request, read_payload, say
 from .openapi import OPENAPI
 from .two_factor_gate import step_up
 
@@ -85,8 +86,13 @@ def _guard_session_writes() -> None:
 # Helpers
 
 
-def _invalid(fields: dict[str, str], message: str = "Check the highlighted fields.") -> InputError:
-    return InputError(422, "invalid", message, {name: str(text) for name, text in fields.items()})
+def _invalid(fields: dict[str, str], message: str | None = None) -> InputError:
+    return InputError(
+        422,
+        "invalid",
+        message or _("Check the highlighted fields."),
+        {name: say(text) for name, text in fields.items()},
+    )
 
 
 def _json_body() -> dict[str, Any]:

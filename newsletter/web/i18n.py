@@ -42,6 +42,10 @@ def request_language(default: str | None = None) -> str:
 
 def init_babel(app: Flask) -> None:
     babel.init_app(app, locale_selector=select_language)
+    # Domain messages (``domain.wording``) are English until a page says them.
+    from .inputs import say
+
+    app.jinja_env.filters["say"] = say
 
     @app.context_processor
     def language_links():

@@ -10,7 +10,7 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 from werkzeug.exceptions import HTTPException
 
-from ..domain.wording import ExplainedError
+from ..domain.wording import ExplainedError, Message
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
@@ -74,6 +74,14 @@ def text_field(payload: dict[str, Any], name: str) -> str | None:
     if not isinstance(value, str):
         raise InputError(422, "invalid", "Check the highlighted fields.", {name: "Must be text."})
     return value
+
+
+def say(message: str) -> str:
+    """A message from the domain in the reader's language: a ``Message`` through its template
+    and values, a plain (``translatable``) sentence as it is; unknown text comes back as is."""
+    if isinstance(message, Message):
+        return _(message.template, **message.params)
+    return _(message) if message else message
 
 
 def explain(exc: ExplainedError) -> str:
