@@ -73,6 +73,28 @@ def test_metrics_parse_and_count_subscriptions_and_confirmations(app, client, ma
     )
 
 
+def test_every_metric_family_has_its_own_name_and_counters_end_in_total(
+    app, client, mailbox, run_worker
+):
+    """The whole exposition, parsed: Prometheus reads ``x_total`` (counter) and ``x`` as one
+    family, so a gauge beside a counter of the same stem makes the scrape invalid."""
+    client.post("/api/v1/subscriptions", json={"email": "names@example.org", "language": "fr"})
+    run_worker()
+    mailbox.wait_for(1)
+    text = client.get("/metrics").get_data(as_text=True)
+    families = list(text_string_to_metric_families(text))
+    names = [family.name for family in families]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
+    untyped = [family.name for family in families if family.type in ("untyped", "unknown")]
+    assert untyped == []  # a sample outside its declared family is parsed as untyped
+    declared = [line.split()[2:4] for line in text.splitlines() if line.startswith("# TYPE ")]
+    counters = [name for name, kind in declared if kind == "counter"]
+    assert "newsletter_subscriptions_total" in counters
+    assert [name for name in counters if not name.endswith("_total")] == []
+    ours = {name for name in names if name.startswith("newsletter_")}
+    assert {"newsletter_subscribers", "newsletter_deliveries", "newsletter_database_up"} <= ours
+
+
 def test_metrics_are_refused_to_other_addresses_without_the_token(app, client):
     stranger = {"environ_base": {"REMOTE_ADDR": "203.0.113.9"}}
     assert client.get("/metrics", **stranger).status_code == 404
@@ -150,9 +172,10 @@ def test_a_scrape_during_a_send_sees_the_queue_drain_and_counters_match_the_dige
     assert value(from_worker, "newsletter_messages_failed_total", stream="digest") == (
         recorded_failed
     )
-    assert value(
-        from_worker, "newsletter_smtp_send_duration_seconds_count", stream="digest"
-    ) == recorded_sent
+    assert (
+        value(from_worker, "newsletter_smtp_send_duration_seconds_count", stream="digest")
+        == recorded_sent
+    )
     after = scrape(client)
     assert value(after, "newsletter_deliveries", status="sent") == recorded_sent
     assert value(after, "newsletter_digests", status="sent") == 1

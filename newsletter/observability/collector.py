@@ -47,31 +47,49 @@ class TableCount:
 
 TABLE_COUNTS: tuple[TableCount, ...] = (
     TableCount(
-        "newsletter_subscribers", "Subscribers by status.", "status", Subscriber.status,
+        "newsletter_subscribers",
+        "Subscribers by status.",
+        "status",
+        Subscriber.status,
         always=("pending", "confirmed", "unsubscribed", "bounced"),
     ),
     TableCount(
-        "newsletter_outbox_messages", "Transactional messages in the outbox by status.",
-        "status", OutboxMessage.status, always=tuple(OutboxStatus),
+        "newsletter_outbox_messages",
+        "Transactional messages in the outbox by status.",
+        "status",
+        OutboxMessage.status,
+        always=tuple(OutboxStatus),
     ),
     TableCount(
-        "newsletter_deliveries", "Digest deliveries (one per digest and subscriber) by status.",
-        "status", Delivery.status, always=tuple(DeliveryStatus),
+        "newsletter_deliveries",
+        "Digest deliveries (one per digest and subscriber) by status.",
+        "status",
+        Delivery.status,
+        always=tuple(DeliveryStatus),
     ),
     TableCount(
-        "newsletter_digests", "Digest runs by outcome (scheduled, sending, sent, skipped, failed).",
-        "status", Digest.status, always=("scheduled", "sending", "sent", "skipped", "failed"),
+        "newsletter_digests",
+        "Digest runs by outcome (scheduled, sending, sent, skipped, failed).",
+        "status",
+        Digest.status,
+        always=("scheduled", "sending", "sent", "skipped", "failed"),
     ),
     # Bounces and complaints as the tables hold them today: hard bounces are 5xx answers to a
     # delivery; a complaint is an unsubscribe whose method says so.
     TableCount(
-        "newsletter_bounces", "Deliveries the relay refused permanently (5xx), by code.",
-        "code", Delivery.smtp_code,
+        # Not "newsletter_bounces": Prometheus reads the newsletter_bounces_total counter
+        # (subscribers marked bounced) as that family, and a family has one type.
+        "newsletter_recorded_bounces",
+        "Deliveries the relay refused permanently (5xx), by code.",
+        "code",
+        Delivery.smtp_code,
         where=and_(Delivery.status == DeliveryStatus.FAILED, Delivery.smtp_code >= 500),
     ),
     TableCount(
-        "newsletter_complaints", "Subscribers who left by a complaint, by how it came.",
-        "method", Subscriber.unsubscribe_method,
+        "newsletter_complaints",
+        "Subscribers who left by a complaint, by how it came.",
+        "method",
+        Subscriber.unsubscribe_method,
         where=Subscriber.unsubscribe_method.like("%complaint%"),
     ),
 )
@@ -140,15 +158,21 @@ class DatabaseCollector(Collector):
         yield oldest
 
         window_start = now - SEND_RATE_WINDOW
-        sent_recently = (session.scalar(
-            select(func.count()).where(
-                OutboxMessage.status == OutboxStatus.SENT, OutboxMessage.sent_at >= window_start
+        sent_recently = (
+            session.scalar(
+                select(func.count()).where(
+                    OutboxMessage.status == OutboxStatus.SENT, OutboxMessage.sent_at >= window_start
+                )
             )
-        ) or 0) + (session.scalar(
-            select(func.count()).where(
-                Delivery.status == DeliveryStatus.SENT, Delivery.updated_at >= window_start
+            or 0
+        ) + (
+            session.scalar(
+                select(func.count()).where(
+                    Delivery.status == DeliveryStatus.SENT, Delivery.updated_at >= window_start
+                )
             )
-        ) or 0)
+            or 0
+        )
         rate = GaugeMetricFamily(
             "newsletter_send_rate_messages_per_second",
             "Messages accepted by the relay over the last minute, per second (all workers).",
@@ -161,8 +185,6 @@ class DatabaseCollector(Collector):
             "1 for the worker holding a live scheduler lease (none: no scheduler is running).",
             labels=["lease", "holder"],
         )
-        for lease in session.scalars(
-            select(SchedulerLease).where(SchedulerLease.expires_at > now)
-        ):
+        for lease in session.scalars(select(SchedulerLease).where(SchedulerLease.expires_at > now)):
             leader.add_metric([lease.name, lease.holder], 1)
         yield leader
