@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from newsletter.config import STREAM_NEWSLETTER, STREAM_TRANSACTIONAL
 from newsletter.delivery.digests import run_digest
 from newsletter.domain.digests import create_digest
 from newsletter.extensions import db
@@ -95,6 +96,25 @@ def test_every_metric_family_has_its_own_name_and_counters_end_in_total(
     assert {"newsletter_subscribers", "newsletter_deliveries", "newsletter_database_up"} <= ours
 
 
+def test_stream_labels_are_the_mail_streams(app, client, mailbox, run_worker):
+    """One vocabulary: the ``stream`` label says which mail stream (``delivery/streams.py``) a
+    message travelled on, so the welcome (newsletter mail from the outbox) counts as
+    newsletter and the confirmation as transactional."""
+    before = scrape(client)
+    client.post("/api/v1/subscriptions", json={"email": "streams@example.org", "language": "fr"})
+    run_worker()
+    [confirmation] = mailbox.wait_for(1)
+    client.post(urlsplit(confirmation.links()[0]).path)
+    run_worker()
+    mailbox.wait_for(2)
+    after = scrape(client)
+    streams = {dict(labels)["stream"] for _name, labels in after if "stream" in dict(labels)}
+    assert streams == {STREAM_TRANSACTIONAL, STREAM_NEWSLETTER}
+    for stream in (STREAM_TRANSACTIONAL, STREAM_NEWSLETTER):
+        sent = "newsletter_messages_sent_total"
+        assert value(after, sent, stream=stream) == value(before, sent, stream=stream) + 1
+
+
 def test_metrics_are_refused_to_other_addresses_without_the_token(app, client):
     stranger = {"environ_base": {"REMOTE_ADDR": "203.0.113.9"}}
     assert client.get("/metrics", **stranger).status_code == 404
@@ -168,15 +188,18 @@ def test_a_scrape_during_a_send_sees_the_queue_drain_and_counters_match_the_dige
         recorded_sent, recorded_failed = digest.sent, digest.failed
     assert recorded_sent == size and len(mailbox.wait_for(size)) == size
     from_worker = samples(worker_text.decode())
-    assert value(from_worker, "newsletter_messages_sent_total", stream="digest") == recorded_sent
-    assert value(from_worker, "newsletter_messages_failed_total", stream="digest") == (
+    assert (
+        value(from_worker, "newsletter_messages_sent_total", stream=STREAM_NEWSLETTER)
+        == recorded_sent
+    )
+    assert value(from_worker, "newsletter_messages_failed_total", stream=STREAM_NEWSLETTER) == (
         recorded_failed
     )
     assert (
-        value(from_worker, "newsletter_smtp_send_duration_seconds_count", stream="digest")
+        value(from_worker, "newsletter_smtp_send_duration_seconds_count", stream=STREAM_NEWSLETTER)
         == recorded_sent
     )
     after = scrape(client)
     assert value(after, "newsletter_deliveries", status="sent") == recorded_sent
     assert value(after, "newsletter_digests", status="sent") == 1
-    assert value(after, "newsletter_oldest_queued_age_seconds", stream="digest") == 0
+    assert value(after, "newsletter_oldest_queued_age_seconds", stream=STREAM_NEWSLETTER) == 0

@@ -23,6 +23,7 @@ from ..config import (
     DELIVERY_MAX_ATTEMPTS,
     DELIVERY_OUTAGE_PAUSE_SECONDS,
     HARD_BOUNCES_BEFORE_BOUNCED,
+    STREAM_NEWSLETTER,
 )
 from ..domain.webhooks import emit_event
 from ..extensions import db
@@ -427,7 +428,7 @@ def record_outcomes(
     db.session.commit()
     sent, failed = sum(sent_by_digest.values()), sum(failed_by_digest.values())
     instruments.record_sends(
-        "digest", sent=sent, failed=failed, deferred=len(outcomes.failed) - failed
+        STREAM_NEWSLETTER, sent=sent, failed=failed, deferred=len(outcomes.failed) - failed
     )
     return sent, failed
 

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, case, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from ..config import NEWSLETTER_OUTBOX_KINDS, STREAM_NEWSLETTER, STREAM_TRANSACTIONAL
 from ..extensions import db
 from ..models import (
     Delivery,
@@ -29,6 +30,8 @@ from ..models import (
     utcnow,
 )
 
+# Every stream is shown, at 0 when nothing waits, so a dashboard never gaps.
+MAIL_STREAMS = (STREAM_TRANSACTIONAL, STREAM_NEWSLETTER)
 # The send rate is averaged over this window (a gauge an operator reads without rate()).
 SEND_RATE_WINDOW = timedelta(minutes=1)
 
@@ -55,7 +58,7 @@ TABLE_COUNTS: tuple[TableCount, ...] = (
     ),
     TableCount(
         "newsletter_outbox_messages",
-        "Transactional messages in the outbox by status.",
+        "Messages in the outbox (account mail and the welcome) by status.",
         "status",
         OutboxMessage.status,
         always=tuple(OutboxStatus),
@@ -142,19 +145,32 @@ class DatabaseCollector(Collector):
             "Age of the oldest message still waiting to be sent, by stream (0: none waiting).",
             labels=["stream"],
         )
-        outbox_oldest = session.scalar(
-            select(func.min(OutboxMessage.created_at)).where(
-                OutboxMessage.status.in_((OutboxStatus.QUEUED, OutboxStatus.SENDING))
-            )
+        # The outbox holds both streams (the welcome is newsletter mail): its kind says which,
+        # as ``delivery.streams.stream_for_kind`` has it.
+        outbox_stream = case(
+            (OutboxMessage.kind.in_(NEWSLETTER_OUTBOX_KINDS), STREAM_NEWSLETTER),
+            else_=STREAM_TRANSACTIONAL,
         )
+        since: dict[str, datetime] = {}
+        for stream, created in session.execute(
+            select(outbox_stream, func.min(OutboxMessage.created_at))
+            .where(OutboxMessage.status.in_((OutboxStatus.QUEUED, OutboxStatus.SENDING)))
+            .group_by(outbox_stream)
+        ):
+            since[stream] = created
         # A delivery waits from the moment its digest started sending.
         digest_oldest = session.scalar(
             select(func.min(Digest.started_at))
             .join(Delivery, Delivery.digest_id == Digest.id)
             .where(Delivery.status.in_((DeliveryStatus.QUEUED, DeliveryStatus.SENDING)))
         )
-        for stream, since in (("transactional", outbox_oldest), ("digest", digest_oldest)):
-            oldest.add_metric([stream], max((now - since).total_seconds(), 0) if since else 0)
+        if digest_oldest is not None:
+            since[STREAM_NEWSLETTER] = min(
+                since.get(STREAM_NEWSLETTER, digest_oldest), digest_oldest
+            )
+        for stream in MAIL_STREAMS:
+            waited = (now - since[stream]).total_seconds() if stream in since else 0
+            oldest.add_metric([stream], max(waited, 0))
         yield oldest
 
         window_start = now - SEND_RATE_WINDOW

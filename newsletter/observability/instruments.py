@@ -13,8 +13,9 @@ from contextlib import contextmanager
 
 from prometheus_client import Counter, Histogram
 
-# Streams: "transactional" is the outbox (confirmations, account mail), "digest" the newsletter.
-STREAMS = ("transactional", "digest")
+# The ``stream`` label is the mail stream a message travelled on: ``config.STREAM_TRANSACTIONAL``
+# or ``config.STREAM_NEWSLETTER`` (digests, and the outbox's newsletter kinds such as the
+# welcome), the same words as ``Feedback-ID`` and ``delivery/streams.py``. Callers pass them.
 
 SUBSCRIPTIONS = Counter(
     "newsletter_subscriptions_total",
