@@ -115,6 +115,53 @@ def test_stream_labels_are_the_mail_streams(app, client, mailbox, run_worker):
         assert value(after, sent, stream=stream) == value(before, sent, stream=stream) + 1
 
 
+def test_bounces_and_complaints_read_from_the_feedback_loop_are_counted(app, client):
+    """A DSN and an ARF report handed to the inbound listener over SMTP, as the site's MTA
+    does: the recorded bounces and complaints gauges show them, not only SMTP-session 5xx."""
+    import smtplib
+
+    from newsletter.domain.return_paths import ReturnPathCodec
+    from newsletter.inbound.listener import InboundController
+    from tests.conftest import TEST_SECRET_KEY
+    from tests.support.feedback import BOUNCE_ADDRESS, add_delivery, add_subscriber, arf, dsn
+
+    app.config["BOUNCE_ADDRESS"] = BOUNCE_ADDRESS
+    codec = ReturnPathCodec(TEST_SECRET_KEY)
+    before = scrape(client)
+    with app.app_context():
+        gone, full, angry = (
+            add_subscriber(f"{name}@example.com") for name in ("gone", "full", "angry")
+        )
+        to_gone, to_full = add_delivery(gone), add_delivery(full)
+        messages = [
+            (codec.address(BOUNCE_ADDRESS, "delivery", to_gone.id), "gone", "5.1.1"),
+            (codec.address(BOUNCE_ADDRESS, "delivery", to_full.id), "full", "4.2.2"),
+        ]
+        mailto = codec.address(BOUNCE_ADDRESS, "subscriber", angry.id)
+    listener = InboundController(app, "127.0.0.1", free_port())
+    listener.start()
+    try:
+        with smtplib.SMTP("127.0.0.1", listener.port, timeout=10) as smtp:
+            for return_path, name, status in messages:
+                smtp.sendmail("", [return_path], dsn(return_path, f"{name}@example.com", status))
+            report = arf(BOUNCE_ADDRESS, "angry@example.com", f"<mailto:{mailto}>")
+            smtp.sendmail("", [BOUNCE_ADDRESS], report)
+    finally:
+        listener.stop()
+    after = scrape(client)
+
+    def change(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert change("newsletter_recorded_bounces", source="inbound", kind="hard") == 1
+    assert change("newsletter_recorded_bounces", source="inbound", kind="soft") == 1
+    assert change("newsletter_recorded_bounces", source="smtp", kind="hard") == 0
+    assert change("newsletter_recorded_complaints", channel="smtp") == 1
+    assert change("newsletter_bounces_total", source="inbound") == 1  # the subscriber marked
+    assert change("newsletter_unsubscribes_total", method="complaint") == 1
+    assert change("newsletter_subscribers", status="bounced") == 1
+
+
 def test_metrics_are_refused_to_other_addresses_without_the_token(app, client):
     stranger = {"environ_base": {"REMOTE_ADDR": "203.0.113.9"}}
     assert client.get("/metrics", **stranger).status_code == 404

@@ -14,15 +14,18 @@ from typing import Any
 from flask import Flask
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..config import NEWSLETTER_OUTBOX_KINDS, STREAM_NEWSLETTER, STREAM_TRANSACTIONAL
+from ..domain.feedback import BOUNCE_KINDS
 from ..extensions import db
 from ..models import (
     Delivery,
     DeliveryStatus,
     Digest,
+    InboundKind,
+    InboundMessage,
     OutboxMessage,
     OutboxStatus,
     SchedulerLease,
@@ -77,25 +80,24 @@ TABLE_COUNTS: tuple[TableCount, ...] = (
         Digest.status,
         always=("scheduled", "sending", "sent", "skipped", "failed"),
     ),
-    # Bounces and complaints as the tables hold them today: hard bounces are 5xx answers to a
-    # delivery; a complaint is an unsubscribe whose method says so.
+    # Every complaint the feedback loop recorded (a complaint about someone who had already
+    # left included), by the channel it reached us through (smtp, lmtp, imap, ses, postmark).
     TableCount(
-        # Not "newsletter_bounces": Prometheus reads the newsletter_bounces_total counter
-        # (subscribers marked bounced) as that family, and a family has one type.
-        "newsletter_recorded_bounces",
-        "Deliveries the relay refused permanently (5xx), by code.",
-        "code",
-        Delivery.smtp_code,
-        where=and_(Delivery.status == DeliveryStatus.FAILED, Delivery.smtp_code >= 500),
-    ),
-    TableCount(
-        "newsletter_complaints",
-        "Subscribers who left by a complaint, by how it came.",
-        "method",
-        Subscriber.unsubscribe_method,
-        where=Subscriber.unsubscribe_method.like("%complaint%"),
+        "newsletter_recorded_complaints",
+        "Complaints (ARF reports, provider webhooks) recorded, by the channel they came by.",
+        "channel",
+        InboundMessage.source,
+        where=InboundMessage.kind == InboundKind.COMPLAINT,
     ),
 )
+
+# Not "newsletter_bounces": Prometheus reads the newsletter_bounces_total counter (subscribers
+# marked bounced) as that family, and a family has one type. ``source`` as that counter's:
+# "smtp", the relay refused a delivery during the send (5xx); "inbound", a DSN or provider
+# webhook read by the feedback loop (hard 5.x.x or soft 4.x.x, as ``domain.feedback`` counts).
+RECORDED_BOUNCES = "newsletter_recorded_bounces"
+BOUNCE_SERIES = (("smtp", "hard"), ("inbound", "hard"), ("inbound", "soft"))
+_BOUNCE_KIND = {InboundKind.HARD_BOUNCE: "hard", InboundKind.SOFT_BOUNCE: "soft"}
 
 
 class DatabaseCollector(Collector):
@@ -125,6 +127,29 @@ class DatabaseCollector(Collector):
         yield up
         yield from families
 
+    def _recorded_bounces(self) -> GaugeMetricFamily:
+        counts = dict.fromkeys(BOUNCE_SERIES, 0)
+        counts["smtp", "hard"] = db.session.scalar(
+            select(func.count()).where(
+                Delivery.status == DeliveryStatus.FAILED, Delivery.smtp_code >= 500
+            )
+        )
+        for kind, count in db.session.execute(
+            select(InboundMessage.kind, func.count())
+            .where(InboundMessage.kind.in_(BOUNCE_KINDS))
+            .group_by(InboundMessage.kind)
+        ):
+            counts["inbound", _BOUNCE_KIND[kind]] = count
+        family = GaugeMetricFamily(
+            RECORDED_BOUNCES,
+            "Bounces recorded: 5xx refusals during a send (source=smtp) and DSNs or provider "
+            "webhooks read by the feedback loop (source=inbound), by kind (hard, soft).",
+            labels=["source", "kind"],
+        )
+        for (source, kind), count in counts.items():
+            family.add_metric([source, kind], count or 0)
+        return family
+
     def _read(self) -> Iterator[GaugeMetricFamily]:
         session = db.session
         now = utcnow()
@@ -139,6 +164,8 @@ class DatabaseCollector(Collector):
             for value, count in sorted(counts.items()):
                 family.add_metric([value], count)
             yield family
+
+        yield self._recorded_bounces()
 
         oldest = GaugeMetricFamily(
             "newsletter_oldest_queued_age_seconds",
