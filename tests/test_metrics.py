@@ -7,6 +7,7 @@ import threading
 import urllib.request
 from urllib.parse import urlsplit
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from newsletter.config import STREAM_NEWSLETTER, STREAM_TRANSACTIONAL
@@ -19,6 +20,8 @@ from tests.support.digests import (
     add_release,
     add_subscribers,
     digest_row,
+    lease_holder,
+    wait_until,
 )
 
 
@@ -250,3 +253,91 @@ def test_a_scrape_during_a_send_sees_the_queue_drain_and_counters_match_the_dige
     assert value(after, "newsletter_deliveries", status="sent") == recorded_sent
     assert value(after, "newsletter_digests", status="sent") == 1
     assert value(after, "newsletter_oldest_queued_age_seconds", stream=STREAM_NEWSLETTER) == 0
+
+
+def test_deferred_messages_send_rate_and_unsubscribes_are_counted(
+    app, client, smtp_sink, mailbox, run_worker
+):
+    """A relay that answers 451 to one reader and to one confirmation: each stream counts a
+    deferral; the one delivery accepted shows in the send rate; that reader's one-click
+    unsubscribe from the digest's List-Unsubscribe header counts by its method."""
+    from newsletter.observability.collector import SEND_RATE_WINDOW
+
+    before = scrape(client)
+    with app.app_context():
+        add_subscribers(2, language="en", prefix="rate")
+        add_release(language="en")
+        digest = create_digest({"language": "en"})
+        db.session.commit()
+        assert run_digest(digest.id).result == "sending"
+    smtp_sink.rcpt_answers["rate-1@example.org"] = "451 4.7.1 Try again later"
+    smtp_sink.rcpt_answers["later@example.org"] = "451 4.7.1 Try again later"
+    client.post("/api/v1/subscriptions", json={"email": "later@example.org", "language": "en"})
+    run_worker()
+    [received] = mailbox.wait_for(1)
+    assert received.to == "rate-0@example.org"
+    after = scrape(client)
+
+    def change(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    deferred = "newsletter_messages_deferred_total"
+    assert change(deferred, stream=STREAM_NEWSLETTER) == 1
+    assert change(deferred, stream=STREAM_TRANSACTIONAL) == 1
+    assert change("newsletter_messages_sent_total", stream=STREAM_NEWSLETTER) == 1
+    assert change("newsletter_messages_sent_total", stream=STREAM_TRANSACTIONAL) == 0
+    # Read from the database: one message accepted within the window (tables start empty).
+    rate = value(after, "newsletter_send_rate_messages_per_second")
+    assert rate == pytest.approx(1 / SEND_RATE_WINDOW.total_seconds())
+
+    one_click = [
+        link.strip("<> ")
+        for link in received.header("List-Unsubscribe").split(",")
+        if link.strip("<> ").startswith("https://")
+    ][0]
+    response = client.post(urlsplit(one_click).path, data={"List-Unsubscribe": "One-Click"})
+    assert response.status_code < 400
+    final = scrape(client)
+    assert value(final, "newsletter_unsubscribes_total", method="one-click") == (
+        value(after, "newsletter_unsubscribes_total", method="one-click") + 1
+    )
+    assert value(final, "newsletter_subscribers", status="unsubscribed") == 1
+
+
+def test_the_scheduler_leader_is_shown_while_a_worker_holds_the_lease(
+    app, client, smtp_sink, database_url, tmp_path
+):
+    """A real worker process: while it holds the scheduler lease its own metrics port and
+    /metrics name it as leader; once it stops (SIGTERM gives the lease back) nobody is."""
+    port = free_port()
+    worker = WorkerProcess(
+        database_url=database_url,
+        smtp_port=smtp_sink.port,
+        name="leader-worker",
+        log_dir=tmp_path,
+        env={"NEWSLETTER_WORKER_METRICS_PORT": str(port)},
+    )
+    try:
+        with app.app_context():
+            wait_until(lambda: lease_holder() == "leader-worker", message=worker.log())
+
+        def from_worker() -> dict:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+            return samples(text.decode())
+
+        leaders = wait_until(
+            lambda: leader_samples(from_worker()), message="no leader on the worker's port"
+        )
+        assert leaders == {"leader-worker": 1.0}
+        assert leader_samples(scrape(client)) == {"leader-worker": 1.0}
+    finally:
+        assert worker.stop() == 0, worker.log()
+    assert leader_samples(scrape(client)) == {}
+
+
+def leader_samples(scrape: dict) -> dict[str, float]:
+    return {
+        dict(labels)["holder"]: sample
+        for (name, labels), sample in scrape.items()
+        if name == "newsletter_scheduler_leader"
+    }
