@@ -1,8 +1,8 @@
-"""The README's production recipe, run as written on this machine (issue 16): PostgreSQL in a
-fresh schema, ``flask db upgrade``, gunicorn with deploy/gunicorn.conf.py and 2 workers, two
-``flask worker`` processes, Redis for the rate limits, the settings of
-deploy/newsletter.env.example; subscribe, confirm and send a digest through it; then back up
-with ``pg_dump`` and restore."""
+"""The README's production recipe, run as written on this machine (issue 16): a PostgreSQL
+role owning a fresh database, ``flask db upgrade`` and ``flask check``, gunicorn with
+deploy/gunicorn.conf.py and 2 workers, two ``flask worker`` processes, Redis for the rate
+limits, the settings of deploy/newsletter.env.example; subscribe, confirm and send a digest
+through it; then back up with deploy/backup.sh and restore as the README says."""
 
 from __future__ import annotations
 
@@ -55,11 +55,35 @@ def pg_base() -> str:
     return base
 
 
-def pg_args(base: str) -> list[str]:
-    """Connection options of pg_dump and pg_restore for the test server."""
+def pg_environment(base: str) -> dict[str, str]:
+    """libpq's variables for the test server, as the postgres user (who runs backup.sh)."""
     url = make_url(base)
-    return ["-h", url.host or "127.0.0.1", "-p", str(url.port or 5432),
-            "-U", url.username or "postgres", "-d", url.database or "postgres"]
+    return {
+        **os.environ,
+        "PGHOST": url.host or "127.0.0.1",
+        "PGPORT": str(url.port or 5432),
+        "PGUSER": url.username or "postgres",
+    }
+
+
+@pytest.fixture
+def recipe_database(pg_base):
+    """README step 2 on the test server: a role of its own owning a database of its own, so
+    the app runs without superuser rights and backup.sh dumps exactly this database."""
+    name = f"nl_recipe_{secrets.token_hex(4)}"
+    admin = create_engine(pg_base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE ROLE "{name}" LOGIN'))
+        connection.execute(text(f'CREATE DATABASE "{name}" OWNER "{name}"'))
+    url = make_url(pg_base).set(username=name, database=name)
+    try:
+        yield name, url
+    finally:
+        with admin.connect() as connection:
+            for database in (name, f"{name}_restored"):
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+            connection.execute(text(f'DROP ROLE IF EXISTS "{name}"'))
+        admin.dispose()
 
 
 def newsletter_stream_counters(metrics: str) -> dict[str, float]:
@@ -71,16 +95,12 @@ def newsletter_stream_counters(metrics: str) -> dict[str, float]:
     return found
 
 
-def test_the_production_recipe_runs_as_written(pg_base, redis_client, smtp_sink, mailbox, tmp_path):
-    schema = f"nl_recipe_{secrets.token_hex(4)}"
-    moved = f"{schema}_before_restore"
+def test_the_production_recipe_runs_as_written(
+    pg_base, recipe_database, redis_client, smtp_sink, mailbox, tmp_path
+):
+    name, url = recipe_database
     prefix = f"nl-recipe-{secrets.token_hex(4)}"
-    admin = create_engine(pg_base)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    database_url = make_url(pg_base).update_query_dict(
-        {"options": f"-csearch_path={schema}"}
-    ).render_as_string(hide_password=False)
+    database_url = url.render_as_string(hide_password=False)
     site = tmp_path / "site"
     (tmp_path / "metrics").mkdir()
     site.mkdir()
@@ -102,6 +122,7 @@ def test_the_production_recipe_runs_as_written(pg_base, redis_client, smtp_sink,
     deployment = Deployment(Path(sys.executable).parent, site, env, tmp_path)
     try:
         deployment.flask("db", "upgrade")
+        print(deployment.flask("check"))  # exit 0: the example settings are complete
         token = deployment.staff_token()
         deployment.start_gunicorn(
             free_port(), workers=2, config=ROOT / "deploy" / "gunicorn.conf.py"
@@ -122,10 +143,16 @@ def test_the_production_recipe_runs_as_written(pg_base, redis_client, smtp_sink,
         assert list(redis_client.scan_iter(match=f"*{prefix}*")), "no rate-limit keys in Redis"
 
         status, body = deployment.request(
-            "POST", "/api/v1/releases",
-            {"title": "Budget 2027 adopté", "summary": "Le conseil a voté le budget.",
-             "body": "<p>Le conseil a voté.</p>", "url": "https://example.org/budget",
-             "language": "fr", "published_at": an_hour_ago()},
+            "POST",
+            "/api/v1/releases",
+            {
+                "title": "Budget 2027 adopté",
+                "summary": "Le conseil a voté le budget.",
+                "body": "<p>Le conseil a voté.</p>",
+                "url": "https://example.org/budget",
+                "language": "fr",
+                "published_at": an_hour_ago(),
+            },
             token=token,
         )
         assert status == 201, body
@@ -138,9 +165,7 @@ def test_the_production_recipe_runs_as_written(pg_base, redis_client, smtp_sink,
             wait_for_mail(mailbox, address, count=3)  # confirmation, welcome, digest
         deadline = time.monotonic() + 60
         while True:
-            status, body = deployment.request(
-                "GET", f"/api/v1/digests/{digest_id}", token=token
-            )
+            status, body = deployment.request("GET", f"/api/v1/digests/{digest_id}", token=token)
             digest = json.loads(body)
             if digest["status"] == "sent" or time.monotonic() > deadline:
                 break
@@ -167,38 +192,52 @@ def test_the_production_recipe_runs_as_written(pg_base, redis_client, smtp_sink,
         for key in redis_client.scan_iter(match=f"*{prefix}*"):
             redis_client.delete(key)
 
+    # Backup with deploy/backup.sh as the postgres user, then restore with the README's
+    # commands into a new database, which the app's role must be able to use.
+    backups = tmp_path / "backups"
+    subprocess.run(
+        ["sh", str(ROOT / "deploy" / "backup.sh"), name],
+        env={**pg_environment(pg_base), "BACKUP_DIR": str(backups)},
+        check=True,
+        timeout=120,
+    )
+    [dump] = backups.glob(f"{name}-*.dump")
+    restored = f"{name}_restored"
+    for command in restore_commands(name, restored, dump):
+        subprocess.run(command, env=pg_environment(pg_base), check=True, timeout=120)
+    restored_url = url.set(database=restored)
+    engine = create_engine(restored_url)
     try:
-        # Backup as deploy/backup.sh does (custom format), then restore: the original schema is
-        # moved aside and pg_restore recreates it from the file alone.
-        dump = tmp_path / "newsletter.dump"
-        subprocess.run(
-            ["pg_dump", "--format=custom", "--no-owner", f"--schema={schema}",
-             f"--file={dump}", *pg_args(pg_base)],
-            check=True, timeout=120,
-        )
-        with admin.begin() as connection:
-            connection.execute(text(f'ALTER SCHEMA "{schema}" RENAME TO "{moved}"'))
-        subprocess.run(
-            ["pg_restore", "--no-owner", "--exit-on-error", *pg_args(pg_base), str(dump)],
-            check=True, timeout=120,
-        )
-        with admin.connect() as connection:
-            restored = set(connection.execute(
-                text(f'SELECT email FROM "{schema}".subscribers WHERE status = \'confirmed\'')
-            ).scalars())
-            version = connection.execute(
-                text(f'SELECT version_num FROM "{schema}".alembic_version')
-            ).scalar()
-            original_version = connection.execute(
-                text(f'SELECT version_num FROM "{moved}".alembic_version')
-            ).scalar()
-        assert restored == set(READERS)
-        assert version == original_version
-        # The restored database is current: upgrading is a no-op and the models match it.
-        deployment.flask("db", "upgrade")
-        deployment.flask("db", "check")
+        with engine.connect() as connection:  # as the app's role, not as postgres
+            confirmed = set(
+                connection.execute(
+                    text("SELECT email FROM subscribers WHERE status = 'confirmed'")
+                ).scalars()
+            )
+            version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
     finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-            connection.execute(text(f'DROP SCHEMA IF EXISTS "{moved}" CASCADE'))
-        admin.dispose()
+        engine.dispose()
+    assert confirmed == set(READERS)
+    assert version
+    # The restored database is current and the app's to use: upgrading is a no-op, the models
+    # match it, and the configuration check passes against it.
+    deployment.env["NEWSLETTER_DATABASE_URL"] = restored_url.render_as_string(hide_password=False)
+    deployment.flask("db", "upgrade")
+    deployment.flask("db", "check")
+    deployment.flask("check")
+
+
+def restore_commands(role: str, database: str, dump: Path) -> list[list[str]]:
+    """README step 8's restore, for this role and database (the README is checked to say it)."""
+    readme = (ROOT / "README.md").read_text()
+    written = [
+        "createdb -O newsletter newsletter_restored",
+        "pg_restore --no-owner --role=newsletter -d newsletter_restored "
+        "/var/backups/newsletter/newsletter-….dump",
+    ]
+    for line in written:
+        assert line in readme, f"README's restore no longer reads: {line}"
+    return [
+        ["createdb", "-O", role, database],
+        ["pg_restore", "--no-owner", f"--role={role}", "-d", database, str(dump)],
+    ]
