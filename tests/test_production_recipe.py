@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -28,8 +30,6 @@ from tests.support.deployment import (
     read_env_file,
     wait_for_mail,
 )
-
-pytestmark = [pytest.mark.slow, pytest.mark.postgres_only]
 
 REDIS_URL = "redis://127.0.0.1:6379/7"
 READERS = ["ana@example.org", "bruno@example.org", "chloe@example.org"]
@@ -95,6 +95,8 @@ def newsletter_stream_counters(metrics: str) -> dict[str, float]:
     return found
 
 
+@pytest.mark.slow
+@pytest.mark.postgres_only
 def test_the_production_recipe_runs_as_written(
     pg_base, recipe_database, redis_client, smtp_sink, mailbox, tmp_path
 ):
@@ -124,9 +126,11 @@ def test_the_production_recipe_runs_as_written(
         deployment.flask("db", "upgrade")
         print(deployment.flask("check"))  # exit 0: the example settings are complete
         token = deployment.staff_token()
-        deployment.start_gunicorn(
-            free_port(), workers=2, config=ROOT / "deploy" / "gunicorn.conf.py"
-        )
+        # Installed outside any checkout, as README step 4 does (/etc/newsletter/ there).
+        etc = tmp_path / "etc"
+        etc.mkdir()
+        shutil.copy(ROOT / "deploy" / "gunicorn.conf.py", etc / "gunicorn.conf.py")
+        deployment.start_gunicorn(free_port(), workers=2, config=etc / "gunicorn.conf.py")
         deployment.start_worker("recipe-worker-1")
         deployment.start_worker("recipe-worker-2")
 
@@ -241,3 +245,44 @@ def restore_commands(role: str, database: str, dump: Path) -> list[list[str]]:
         ["createdb", "-O", role, database],
         ["pg_restore", "--no-owner", f"--role={role}", "-d", database, str(dump)],
     ]
+
+
+def unit_settings(path: Path, instance: str) -> dict[str, list[str]]:
+    """A systemd unit's [Service] settings with ``%i`` (the instance) expanded."""
+    settings: dict[str, list[str]] = {}
+    for line in path.read_text().splitlines():
+        if "=" in line and not line.startswith(("#", "[")):
+            key, _, value = line.partition("=")
+            settings.setdefault(key.strip(), []).append(value.strip().replace("%i", instance))
+    return settings
+
+
+def test_every_worker_instance_gets_a_port_and_every_unit_finds_its_files():
+    """What the units expect is what the README puts there: worker instances 1, 2 ... 12 each
+    get a valid metrics port of their own (``910%i`` gave 91010 to the tenth), and gunicorn's
+    settings file is where the README installs it (a wheel puts no deploy/ under /opt)."""
+    readme = (ROOT / "README.md").read_text()
+    written = {
+        path: int(port)
+        for port, path in re.findall(r"echo NEWSLETTER_WORKER_METRICS_PORT=(\d+) > (\S+)", readme)
+    }
+    for instance in ("1", "2", "10", "12"):
+        settings = unit_settings(ROOT / "deploy" / "newsletter-worker@.service", instance)
+        values = dict(
+            item.split("=", 1) for line in settings.get("Environment", []) for item in line.split()
+        )
+        if "NEWSLETTER_WORKER_METRICS_PORT" in values:
+            assert 0 < int(values["NEWSLETTER_WORKER_METRICS_PORT"]) < 65536, (instance, values)
+            continue
+        # Otherwise from a file of the instance's own, which the README writes for 1 and 2.
+        own = [f.lstrip("-") for f in settings.get("EnvironmentFile", []) if instance in f]
+        assert own, (instance, settings)
+        if instance in ("1", "2"):
+            assert own[0] in written, (own, written)
+    assert len(written) >= 2 and len(set(written.values())) == len(written), written
+    assert all(0 < port < 65536 for port in written.values()), written
+
+    web = unit_settings(ROOT / "deploy" / "newsletter-web.service", "")
+    [command] = web["ExecStart"]
+    config = command.split(" -c ", 1)[1].split()[0]
+    assert f"deploy/gunicorn.conf.py {config}" in readme, config
