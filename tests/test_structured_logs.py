@@ -47,7 +47,9 @@ def test_json_logs_carry_ids_and_no_secrets(app, database_url, smtp_sink, mailbo
         deployment.start_gunicorn(free_port(), workers=1)
         deployment.start_worker("json-worker")
         status, _ = deployment.request(
-            "POST", "/api/v1/subscriptions", {"email": "reader@example.org", "language": "fr"},
+            "POST",
+            "/api/v1/subscriptions",
+            {"email": "reader@example.org", "language": "fr"},
             headers={"X-Request-ID": "test-req-42"},
         )
         assert status == 202
@@ -63,9 +65,16 @@ def test_json_logs_carry_ids_and_no_secrets(app, database_url, smtp_sink, mailbo
         code = re.search(r"\b(\d{6})\b", reset.text).group(1)
 
         status, body = deployment.request(
-            "POST", "/api/v1/releases",
-            {"title": "Journal", "summary": "Résumé", "body": "<p>Texte</p>",
-             "url": "https://example.org/j", "language": "fr", "published_at": an_hour_ago()},
+            "POST",
+            "/api/v1/releases",
+            {
+                "title": "Journal",
+                "summary": "Résumé",
+                "body": "<p>Texte</p>",
+                "url": "https://example.org/j",
+                "language": "fr",
+                "published_at": an_hour_ago(),
+            },
             token=token,
         )
         assert status == 201, body
@@ -85,12 +94,13 @@ def test_json_logs_carry_ids_and_no_secrets(app, database_url, smtp_sink, mailbo
     assert subscribe[0]["status"] == 202 and subscribe[0]["method"] == "POST"
     confirm = [e for e in web if e.get("route", "").startswith("/subscribe/confirm/")]
     assert confirm and confirm[0]["route"] == "/subscribe/confirm/<token>"
-    assert all(re.fullmatch(r"[0-9a-f]{32}", e["request_id"]) for e in web if e is not subscribe[0]
-               and "route" in e)
-    assert any(e.get("digest_id") == digest_id for e in worker), worker
-    everything = "\n".join(
-        path.read_text(errors="replace") for path in tmp_path.glob("*.log")
+    assert all(
+        re.fullmatch(r"[0-9a-f]{32}", e["request_id"])
+        for e in web
+        if e is not subscribe[0] and "route" in e
     )
+    assert any(e.get("digest_id") == digest_id for e in worker), worker
+    everything = "\n".join(path.read_text(errors="replace") for path in tmp_path.glob("*.log"))
     for secret in (confirm_token, code, token, STAFF_PASSWORD, TEST_SECRET_KEY):
         assert secret not in everything, secret
 
@@ -155,10 +165,17 @@ def test_a_secret_that_slips_into_a_message_is_redacted():
     from newsletter.observability.logs import JsonFormatter, log_context
 
     record = logging.LogRecord(
-        "newsletter.x", logging.WARNING, __file__, 1,
+        "newsletter.x",
+        logging.WARNING,
+        __file__,
+        1,
         "GET https://news.example.org/subscribe/confirm/%s with Bearer %s, code=%s, %s",
-        ("eyJzIjoxLCJmIjoiMTk5NzRhYjcwMTZlYWQ4YiJ9.aw8wHQ.eCYNSj4iPA1ABO5Z1ZhXt2_t50E",
-         "abc123secret", "493021", "smtp://user:hunter2@relay:587"),
+        (
+            "eyJzIjoxLCJmIjoiMTk5NzRhYjcwMTZlYWQ4YiJ9.aw8wHQ.eCYNSj4iPA1ABO5Z1ZhXt2_t50E",
+            "abc123secret",
+            "493021",
+            "smtp://user:hunter2@relay:587",
+        ),
         None,
     )
     with log_context(digest_id=7, delivery_id=99):

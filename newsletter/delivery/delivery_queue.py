@@ -265,7 +265,10 @@ def finish_if_complete(digest_id: int, now: datetime | None = None) -> bool:
     db.session.commit()
     if result.rowcount:
         log.info(
-            "digest %s finished: %s sent, %s failed", digest_id, sent, failed,
+            "digest %s finished: %s sent, %s failed",
+            digest_id,
+            sent,
+            failed,
             extra={"digest_id": digest_id},
         )
     return bool(result.rowcount)
