@@ -1,4 +1,5 @@
-"""gunicorn settings for the newsletter web processes: ``gunicorn -c deploy/gunicorn.conf.py``.
+"""gunicorn settings for the newsletter web processes, installed as
+/etc/newsletter/gunicorn.conf.py (``gunicorn -c`` that path, as deploy/newsletter-web.service).
 
 The app is ``newsletter:create_app()`` (the installed package; no checkout needed).
 """

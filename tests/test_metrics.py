@@ -7,8 +7,10 @@ import threading
 import urllib.request
 from urllib.parse import urlsplit
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from newsletter.config import STREAM_NEWSLETTER, STREAM_TRANSACTIONAL
 from newsletter.delivery.digests import run_digest
 from newsletter.domain.digests import create_digest
 from newsletter.extensions import db
@@ -18,6 +20,8 @@ from tests.support.digests import (
     add_release,
     add_subscribers,
     digest_row,
+    lease_holder,
+    wait_until,
 )
 
 
@@ -71,6 +75,94 @@ def test_metrics_parse_and_count_subscriptions_and_confirmations(app, client, ma
     assert value(after, "newsletter_smtp_send_duration_seconds_count", stream="transactional") > (
         value(before, "newsletter_smtp_send_duration_seconds_count", stream="transactional")
     )
+
+
+def test_every_metric_family_has_its_own_name_and_counters_end_in_total(
+    app, client, mailbox, run_worker
+):
+    """The whole exposition, parsed: Prometheus reads ``x_total`` (counter) and ``x`` as one
+    family, so a gauge beside a counter of the same stem makes the scrape invalid."""
+    client.post("/api/v1/subscriptions", json={"email": "names@example.org", "language": "fr"})
+    run_worker()
+    mailbox.wait_for(1)
+    text = client.get("/metrics").get_data(as_text=True)
+    families = list(text_string_to_metric_families(text))
+    names = [family.name for family in families]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
+    untyped = [family.name for family in families if family.type in ("untyped", "unknown")]
+    assert untyped == []  # a sample outside its declared family is parsed as untyped
+    declared = [line.split()[2:4] for line in text.splitlines() if line.startswith("# TYPE ")]
+    counters = [name for name, kind in declared if kind == "counter"]
+    assert "newsletter_subscriptions_total" in counters
+    assert [name for name in counters if not name.endswith("_total")] == []
+    ours = {name for name in names if name.startswith("newsletter_")}
+    assert {"newsletter_subscribers", "newsletter_deliveries", "newsletter_database_up"} <= ours
+
+
+def test_stream_labels_are_the_mail_streams(app, client, mailbox, run_worker):
+    """One vocabulary: the ``stream`` label says which mail stream (``delivery/streams.py``) a
+    message travelled on, so the welcome (newsletter mail from the outbox) counts as
+    newsletter and the confirmation as transactional."""
+    before = scrape(client)
+    client.post("/api/v1/subscriptions", json={"email": "streams@example.org", "language": "fr"})
+    run_worker()
+    [confirmation] = mailbox.wait_for(1)
+    client.post(urlsplit(confirmation.links()[0]).path)
+    run_worker()
+    mailbox.wait_for(2)
+    after = scrape(client)
+    streams = {dict(labels)["stream"] for _name, labels in after if "stream" in dict(labels)}
+    assert streams == {STREAM_TRANSACTIONAL, STREAM_NEWSLETTER}
+    for stream in (STREAM_TRANSACTIONAL, STREAM_NEWSLETTER):
+        sent = "newsletter_messages_sent_total"
+        assert value(after, sent, stream=stream) == value(before, sent, stream=stream) + 1
+
+
+def test_bounces_and_complaints_read_from_the_feedback_loop_are_counted(app, client):
+    """A DSN and an ARF report handed to the inbound listener over SMTP, as the site's MTA
+    does: the recorded bounces and complaints gauges show them, not only SMTP-session 5xx."""
+    import smtplib
+
+    from newsletter.domain.return_paths import ReturnPathCodec
+    from newsletter.inbound.listener import InboundController
+    from tests.conftest import TEST_SECRET_KEY
+    from tests.support.feedback import BOUNCE_ADDRESS, add_delivery, add_subscriber, arf, dsn
+
+    app.config["BOUNCE_ADDRESS"] = BOUNCE_ADDRESS
+    codec = ReturnPathCodec(TEST_SECRET_KEY)
+    before = scrape(client)
+    with app.app_context():
+        gone, full, angry = (
+            add_subscriber(f"{name}@example.com") for name in ("gone", "full", "angry")
+        )
+        to_gone, to_full = add_delivery(gone), add_delivery(full)
+        messages = [
+            (codec.address(BOUNCE_ADDRESS, "delivery", to_gone.id), "gone", "5.1.1"),
+            (codec.address(BOUNCE_ADDRESS, "delivery", to_full.id), "full", "4.2.2"),
+        ]
+        mailto = codec.address(BOUNCE_ADDRESS, "subscriber", angry.id)
+    listener = InboundController(app, "127.0.0.1", free_port())
+    listener.start()
+    try:
+        with smtplib.SMTP("127.0.0.1", listener.port, timeout=10) as smtp:
+            for return_path, name, status in messages:
+                smtp.sendmail("", [return_path], dsn(return_path, f"{name}@example.com", status))
+            report = arf(BOUNCE_ADDRESS, "angry@example.com", f"<mailto:{mailto}>")
+            smtp.sendmail("", [BOUNCE_ADDRESS], report)
+    finally:
+        listener.stop()
+    after = scrape(client)
+
+    def change(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert change("newsletter_recorded_bounces", source="inbound", kind="hard") == 1
+    assert change("newsletter_recorded_bounces", source="inbound", kind="soft") == 1
+    assert change("newsletter_recorded_bounces", source="smtp", kind="hard") == 0
+    assert change("newsletter_recorded_complaints", channel="smtp") == 1
+    assert change("newsletter_bounces_total", source="inbound") == 1  # the subscriber marked
+    assert change("newsletter_unsubscribes_total", method="complaint") == 1
+    assert change("newsletter_subscribers", status="bounced") == 1
 
 
 def test_metrics_are_refused_to_other_addresses_without_the_token(app, client):
@@ -146,14 +238,106 @@ def test_a_scrape_during_a_send_sees_the_queue_drain_and_counters_match_the_dige
         recorded_sent, recorded_failed = digest.sent, digest.failed
     assert recorded_sent == size and len(mailbox.wait_for(size)) == size
     from_worker = samples(worker_text.decode())
-    assert value(from_worker, "newsletter_messages_sent_total", stream="digest") == recorded_sent
-    assert value(from_worker, "newsletter_messages_failed_total", stream="digest") == (
+    assert (
+        value(from_worker, "newsletter_messages_sent_total", stream=STREAM_NEWSLETTER)
+        == recorded_sent
+    )
+    assert value(from_worker, "newsletter_messages_failed_total", stream=STREAM_NEWSLETTER) == (
         recorded_failed
     )
-    assert value(
-        from_worker, "newsletter_smtp_send_duration_seconds_count", stream="digest"
-    ) == recorded_sent
+    assert (
+        value(from_worker, "newsletter_smtp_send_duration_seconds_count", stream=STREAM_NEWSLETTER)
+        == recorded_sent
+    )
     after = scrape(client)
     assert value(after, "newsletter_deliveries", status="sent") == recorded_sent
     assert value(after, "newsletter_digests", status="sent") == 1
-    assert value(after, "newsletter_oldest_queued_age_seconds", stream="digest") == 0
+    assert value(after, "newsletter_oldest_queued_age_seconds", stream=STREAM_NEWSLETTER) == 0
+
+
+def test_deferred_messages_send_rate_and_unsubscribes_are_counted(
+    app, client, smtp_sink, mailbox, run_worker
+):
+    """A relay that answers 451 to one reader and to one confirmation: each stream counts a
+    deferral; the one delivery accepted shows in the send rate; that reader's one-click
+    unsubscribe from the digest's List-Unsubscribe header counts by its method."""
+    from newsletter.observability.collector import SEND_RATE_WINDOW
+
+    before = scrape(client)
+    with app.app_context():
+        add_subscribers(2, language="en", prefix="rate")
+        add_release(language="en")
+        digest = create_digest({"language": "en"})
+        db.session.commit()
+        assert run_digest(digest.id).result == "sending"
+    smtp_sink.rcpt_answers["rate-1@example.org"] = "451 4.7.1 Try again later"
+    smtp_sink.rcpt_answers["later@example.org"] = "451 4.7.1 Try again later"
+    client.post("/api/v1/subscriptions", json={"email": "later@example.org", "language": "en"})
+    run_worker()
+    [received] = mailbox.wait_for(1)
+    assert received.to == "rate-0@example.org"
+    after = scrape(client)
+
+    def change(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    deferred = "newsletter_messages_deferred_total"
+    assert change(deferred, stream=STREAM_NEWSLETTER) == 1
+    assert change(deferred, stream=STREAM_TRANSACTIONAL) == 1
+    assert change("newsletter_messages_sent_total", stream=STREAM_NEWSLETTER) == 1
+    assert change("newsletter_messages_sent_total", stream=STREAM_TRANSACTIONAL) == 0
+    # Read from the database: one message accepted within the window (tables start empty).
+    rate = value(after, "newsletter_send_rate_messages_per_second")
+    assert rate == pytest.approx(1 / SEND_RATE_WINDOW.total_seconds())
+
+    one_click = [
+        link.strip("<> ")
+        for link in received.header("List-Unsubscribe").split(",")
+        if link.strip("<> ").startswith("https://")
+    ][0]
+    response = client.post(urlsplit(one_click).path, data={"List-Unsubscribe": "One-Click"})
+    assert response.status_code < 400
+    final = scrape(client)
+    assert value(final, "newsletter_unsubscribes_total", method="one-click") == (
+        value(after, "newsletter_unsubscribes_total", method="one-click") + 1
+    )
+    assert value(final, "newsletter_subscribers", status="unsubscribed") == 1
+
+
+def test_the_scheduler_leader_is_shown_while_a_worker_holds_the_lease(
+    app, client, smtp_sink, database_url, tmp_path
+):
+    """A real worker process: while it holds the scheduler lease its own metrics port and
+    /metrics name it as leader; once it stops (SIGTERM gives the lease back) nobody is."""
+    port = free_port()
+    worker = WorkerProcess(
+        database_url=database_url,
+        smtp_port=smtp_sink.port,
+        name="leader-worker",
+        log_dir=tmp_path,
+        env={"NEWSLETTER_WORKER_METRICS_PORT": str(port)},
+    )
+    try:
+        with app.app_context():
+            wait_until(lambda: lease_holder() == "leader-worker", message=worker.log())
+
+        def from_worker() -> dict:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+            return samples(text.decode())
+
+        leaders = wait_until(
+            lambda: leader_samples(from_worker()), message="no leader on the worker's port"
+        )
+        assert leaders == {"leader-worker": 1.0}
+        assert leader_samples(scrape(client)) == {"leader-worker": 1.0}
+    finally:
+        assert worker.stop() == 0, worker.log()
+    assert leader_samples(scrape(client)) == {}
+
+
+def leader_samples(scrape: dict) -> dict[str, float]:
+    return {
+        dict(labels)["holder"]: sample
+        for (name, labels), sample in scrape.items()
+        if name == "newsletter_scheduler_leader"
+    }

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TEST_SECRET_KEY, free_port
+from tests.conftest import ROOT, TEST_SECRET_KEY, free_port
 from tests.support.deployment import STAFF_PASSWORD, Deployment, an_hour_ago, wait_for_mail
 
 pytestmark = pytest.mark.slow
@@ -38,6 +38,7 @@ def test_json_logs_carry_ids_and_no_secrets(app, database_url, smtp_sink, mailbo
             "NEWSLETTER_PUBLIC_URL": "https://news.example.org",
             "NEWSLETTER_LOG_FORMAT": "json",
             "NEWSLETTER_SCHEDULER_LEASE_SECONDS": "3",
+            "PYTHONPATH": str(ROOT),  # this checkout's code, whatever the venv has installed
         },
         tmp_path,
     )
@@ -46,7 +47,9 @@ def test_json_logs_carry_ids_and_no_secrets(app, database_url, smtp_sink, mailbo
         deployment.start_gunicorn(free_port(), workers=1)
         deployment.start_worker("json-worker")
         status, _ = deployment.request(
-            "POST", "/api/v1/subscriptions", {"email": "reader@example.org", "language": "fr"},
+            "POST",
+            "/api/v1/subscriptions",
+            {"email": "reader@example.org", "language": "fr"},
             headers={"X-Request-ID": "test-req-42"},
         )
         assert status == 202
@@ -62,9 +65,16 @@ def test_json_logs_carry_ids_and_no_secrets(app, database_url, smtp_sink, mailbo
         code = re.search(r"\b(\d{6})\b", reset.text).group(1)
 
         status, body = deployment.request(
-            "POST", "/api/v1/releases",
-            {"title": "Journal", "summary": "Résumé", "body": "<p>Texte</p>",
-             "url": "https://example.org/j", "language": "fr", "published_at": an_hour_ago()},
+            "POST",
+            "/api/v1/releases",
+            {
+                "title": "Journal",
+                "summary": "Résumé",
+                "body": "<p>Texte</p>",
+                "url": "https://example.org/j",
+                "language": "fr",
+                "published_at": an_hour_ago(),
+            },
             token=token,
         )
         assert status == 201, body
@@ -84,14 +94,69 @@ def test_json_logs_carry_ids_and_no_secrets(app, database_url, smtp_sink, mailbo
     assert subscribe[0]["status"] == 202 and subscribe[0]["method"] == "POST"
     confirm = [e for e in web if e.get("route", "").startswith("/subscribe/confirm/")]
     assert confirm and confirm[0]["route"] == "/subscribe/confirm/<token>"
-    assert all(re.fullmatch(r"[0-9a-f]{32}", e["request_id"]) for e in web if e is not subscribe[0]
-               and "route" in e)
-    assert any(e.get("digest_id") == digest_id for e in worker), worker
-    everything = "\n".join(
-        path.read_text(errors="replace") for path in tmp_path.glob("*.log")
+    assert all(
+        re.fullmatch(r"[0-9a-f]{32}", e["request_id"])
+        for e in web
+        if e is not subscribe[0] and "route" in e
     )
+    assert any(e.get("digest_id") == digest_id for e in worker), worker
+    everything = "\n".join(path.read_text(errors="replace") for path in tmp_path.glob("*.log"))
     for secret in (confirm_token, code, token, STAFF_PASSWORD, TEST_SECRET_KEY):
         assert secret not in everything, secret
+
+
+def test_a_digest_delivery_logs_its_delivery_id(app, database_url, smtp_sink, mailbox, tmp_path):
+    """A live worker sending a digest: the line about a reader the relay put off carries the
+    digest id and that delivery's id, so an operator can find the row from the log."""
+    from sqlalchemy import select
+
+    from newsletter.delivery.digests import run_digest
+    from newsletter.domain.digests import create_digest
+    from newsletter.extensions import db
+    from newsletter.models import Delivery, Subscriber
+    from tests.support.digests import add_release, add_subscribers, wait_until
+
+    with app.app_context():
+        add_subscribers(2, language="en", prefix="logged")
+        add_release(language="en")
+        digest = create_digest({"language": "en"})
+        db.session.commit()
+        assert run_digest(digest.id).result == "sending"
+        digest_id = digest.id
+        deferred_id = db.session.scalar(
+            select(Delivery.id)
+            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .where(Subscriber.email == "logged-1@example.org")
+        )
+    smtp_sink.rcpt_answers["logged-1@example.org"] = "451 4.7.1 Try again later"
+    site = tmp_path / "site"
+    site.mkdir()
+    deployment = Deployment(
+        Path(sys.executable).parent,
+        site,
+        {
+            "NEWSLETTER_DATABASE_URL": database_url,
+            "NEWSLETTER_MAIL_URL": f"smtp://127.0.0.1:{smtp_sink.port}?timeout=10",
+            "NEWSLETTER_SECRET_KEY": TEST_SECRET_KEY,
+            "NEWSLETTER_PUBLIC_URL": "https://news.example.org",
+            "NEWSLETTER_LOG_FORMAT": "json",
+            "PYTHONPATH": str(ROOT),
+        },
+        tmp_path,
+    )
+    log = tmp_path / "json-sender.log"
+    try:
+        deployment.start_worker("json-sender")
+        wait_for_mail(mailbox, "logged-0@example.org")
+        wait_until(
+            lambda: any(e.get("delivery_id") == deferred_id for e in json_lines(log)),
+            message=log.read_text(errors="replace"),
+        )
+    finally:
+        deployment.stop()
+    [entry] = [e for e in json_lines(log) if e.get("delivery_id") == deferred_id]
+    assert entry["digest_id"] == digest_id
+    assert entry["level"] == "warning" and "deferred" in entry["message"]
 
 
 def test_a_secret_that_slips_into_a_message_is_redacted():
@@ -100,10 +165,17 @@ def test_a_secret_that_slips_into_a_message_is_redacted():
     from newsletter.observability.logs import JsonFormatter, log_context
 
     record = logging.LogRecord(
-        "newsletter.x", logging.WARNING, __file__, 1,
+        "newsletter.x",
+        logging.WARNING,
+        __file__,
+        1,
         "GET https://news.example.org/subscribe/confirm/%s with Bearer %s, code=%s, %s",
-        ("eyJzIjoxLCJmIjoiMTk5NzRhYjcwMTZlYWQ4YiJ9.aw8wHQ.eCYNSj4iPA1ABO5Z1ZhXt2_t50E",
-         "abc123secret", "493021", "smtp://user:hunter2@relay:587"),
+        (
+            "eyJzIjoxLCJmIjoiMTk5NzRhYjcwMTZlYWQ4YiJ9.aw8wHQ.eCYNSj4iPA1ABO5Z1ZhXt2_t50E",
+            "abc123secret",
+            "493021",
+            "smtp://user:hunter2@relay:587",
+        ),
         None,
     )
     with log_context(digest_id=7, delivery_id=99):

@@ -23,6 +23,7 @@ from ..config import (
     DELIVERY_MAX_ATTEMPTS,
     DELIVERY_OUTAGE_PAUSE_SECONDS,
     HARD_BOUNCES_BEFORE_BOUNCED,
+    STREAM_NEWSLETTER,
 )
 from ..domain.webhooks import emit_event
 from ..extensions import db
@@ -264,7 +265,10 @@ def finish_if_complete(digest_id: int, now: datetime | None = None) -> bool:
     db.session.commit()
     if result.rowcount:
         log.info(
-            "digest %s finished: %s sent, %s failed", digest_id, sent, failed,
+            "digest %s finished: %s sent, %s failed",
+            digest_id,
+            sent,
+            failed,
             extra={"digest_id": digest_id},
         )
     return bool(result.rowcount)
@@ -427,7 +431,7 @@ def record_outcomes(
     db.session.commit()
     sent, failed = sum(sent_by_digest.values()), sum(failed_by_digest.values())
     instruments.record_sends(
-        "digest", sent=sent, failed=failed, deferred=len(outcomes.failed) - failed
+        STREAM_NEWSLETTER, sent=sent, failed=failed, deferred=len(outcomes.failed) - failed
     )
     return sent, failed
 

@@ -247,7 +247,7 @@ def deliver_outbox_batch(
                 if return_paths.personal
                 else streams.sender(stream)
             )
-            with instruments.smtp_timer("transactional"):
+            with instruments.smtp_timer(stream):
                 accepted = streams.transport(stream).send(sender, message.recipient, message.data)
         except DeliveryError as exc:
             if exc.temporary and exc.code is None:
@@ -269,7 +269,7 @@ def deliver_outbox_batch(
                 .execution_options(synchronize_session=False)
             )
             log.debug("outbox %s accepted: %s", message.id, accepted.response)
-            instruments.record_sends("transactional", sent=1)
+            instruments.record_sends(stream, sent=1)
         # Record each outcome at once (a crash after this never re-sends this one), and keep
         # the rest of the claim ours while a slow relay works through it.
         db.session.execute(
@@ -315,7 +315,7 @@ def _record_suppressed(message: ClaimedMessage, reason: str) -> None:
         )
         .execution_options(synchronize_session=False)
     )
-    instruments.record_sends("transactional", failed=1)
+    instruments.record_sends(message.stream, failed=1)
     log.info("outbox %s not sent: address suppressed (%s)", message.id, reason)
 
 
@@ -330,11 +330,11 @@ def _record_failure(message: ClaimedMessage, error: DeliveryError) -> None:
     if error.temporary and row.attempts < OUTBOX_MAX_ATTEMPTS:
         row.status = OutboxStatus.QUEUED
         row.next_attempt_at = utcnow() + backoff(row.attempts)
-        instruments.record_sends("transactional", deferred=1)
+        instruments.record_sends(message.stream, deferred=1)
         log.warning("outbox %s deferred (try %s): %s", message.id, row.attempts, error)
     else:
         row.status = OutboxStatus.FAILED
-        instruments.record_sends("transactional", failed=1)
+        instruments.record_sends(message.stream, failed=1)
         log.error("outbox %s failed: %s", message.id, error)
 
 

@@ -158,7 +158,7 @@ def send_batch(
 def _send_with_one_reconnect(transport: Transport, sender: str, recipient: str, data: bytes):
     # Prepared messages have CRLF line ends throughout: the bulk transport need not check.
     send = getattr(transport, "send_prepared", transport.send)
-    with instruments.smtp_timer("digest"):
+    with instruments.smtp_timer(STREAM_NEWSLETTER):
         try:
             return send(sender, recipient, data)
         except DeliveryError as exc:

@@ -13,8 +13,9 @@ from contextlib import contextmanager
 
 from prometheus_client import Counter, Histogram
 
-# Streams: "transactional" is the outbox (confirmations, account mail), "digest" the newsletter.
-STREAMS = ("transactional", "digest")
+# The ``stream`` label is the mail stream a message travelled on: ``config.STREAM_TRANSACTIONAL``
+# or ``config.STREAM_NEWSLETTER`` (digests, and the outbox's newsletter kinds such as the
+# welcome), the same words as ``Feedback-ID`` and ``delivery/streams.py``. Callers pass them.
 
 SUBSCRIPTIONS = Counter(
     "newsletter_subscriptions_total",
@@ -23,9 +24,7 @@ SUBSCRIPTIONS = Counter(
 CONFIRMATIONS = Counter(
     "newsletter_confirmations_total", "Subscriptions confirmed from the emailed link."
 )
-UNSUBSCRIBES = Counter(
-    "newsletter_unsubscribes_total", "Subscribers who left, by how.", ["method"]
-)
+UNSUBSCRIBES = Counter("newsletter_unsubscribes_total", "Subscribers who left, by how.", ["method"])
 # Subscribers marked bounced, by what showed it: "smtp" (the relay refused during the digest
 # send), "inbound" (a DSN or provider webhook read by the feedback loop).
 BOUNCES = Counter(
@@ -35,11 +34,13 @@ MESSAGES_SENT = Counter(
     "newsletter_messages_sent_total", "Messages the SMTP relay accepted.", ["stream"]
 )
 MESSAGES_FAILED = Counter(
-    "newsletter_messages_failed_total", "Messages given up on (permanent or out of tries).",
+    "newsletter_messages_failed_total",
+    "Messages given up on (permanent or out of tries).",
     ["stream"],
 )
 MESSAGES_DEFERRED = Counter(
-    "newsletter_messages_deferred_total", "Temporary failures put back for a later try.",
+    "newsletter_messages_deferred_total",
+    "Temporary failures put back for a later try.",
     ["stream"],
 )
 # Buckets from a local relay (a few ms) to a slow remote one near its timeout.
