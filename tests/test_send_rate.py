@@ -4,15 +4,35 @@ under the same deployment-wide cap as digests."""
 
 from __future__ import annotations
 
+import secrets
+import threading
 import time
 
+import pytest
+
 from newsletter.delivery.digest_runs import run_digest
-from newsletter.delivery.outbox import queue_message
+from newsletter.delivery.outbox import deliver_outbox_batch, queue_message
+from newsletter.delivery.send_rate import send_rate_limiter
+from newsletter.delivery.sending_pool import DigestSendingPool
+from newsletter.delivery.streams import StreamTransports
 from newsletter.domain.digests import create_digest
 from newsletter.extensions import db
 from tests.support.digests import add_release, add_subscribers
 
 SLOW_DOMAIN = "slow.example"
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The machine's Redis (db 1); the test skips without one."""
+    import redis
+
+    url = "redis://127.0.0.1:6379/1"
+    try:
+        redis.Redis.from_url(url, socket_timeout=2).ping()
+    except redis.RedisError:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    return url
 
 
 def start_digest(language: str = "en") -> int:
@@ -94,3 +114,50 @@ def test_the_outbox_and_digests_share_one_cap(app, mailbox, run_worker):
     assert len(received) == 20
     # 20 messages at 20/s, digests and outbox alike: at least 19 intervals of 50 ms.
     assert received[-1] - received[0] >= 0.9
+
+
+def test_the_outbox_and_digests_of_two_senders_share_one_cap_through_redis(
+    app, make_app, mailbox, redis_url
+):
+    """One sender (its own app, limiter and pacer, as another process would have) drains the
+    outbox while another sends a digest; only the Redis window links them."""
+    cap, each = 20, 30
+    settings = {
+        "SEND_MAX_RATE": cap,
+        "SEND_RATE_STORAGE_URI": redis_url,
+        "SEND_RATE_NAMESPACE": f"nl-test-{secrets.token_hex(4)}",
+    }
+    outbox_app, digest_app = make_app(**settings), make_app(**settings)
+    with app.app_context():
+        add_subscribers(each, language="en")
+        add_release(language="en")
+        start_digest()
+        for index in range(each):
+            queue_message("confirm", f"account-{index}@example.org", b"Subject: code\r\n\r\n1\r\n")
+        db.session.commit()
+
+    def drain_outbox() -> None:
+        with outbox_app.app_context():
+            transport = StreamTransports()
+            limiter = send_rate_limiter(outbox_app)
+            try:
+                while deliver_outbox_batch(transport, limit=10, limiter=limiter):
+                    pass
+            finally:
+                transport.close()
+                db.session.remove()
+
+    outbox_sender = threading.Thread(target=drain_outbox)
+    outbox_sender.start()
+    DigestSendingPool(digest_app).run_until_idle()
+    outbox_sender.join(60)
+    messages = sorted(mailbox.wait_for(2 * each), key=lambda message: message.received_at)
+    assert len(messages) == 2 * each
+    outbox = [m for m in messages if m.to.startswith("account-")]
+    assert len(outbox) == each
+    # The moving window lets one second's worth through at once; measure after it.
+    steady = [m.received_at for m in messages[cap:]]
+    rate = (len(steady) - 1) / (steady[-1] - steady[0])
+    assert rate <= cap * 1.05, f"{rate:.1f} msg/s against a shared cap of {cap}/s"
+    # Both kinds went out in the same seconds: the outbox was not simply run after digests.
+    assert outbox[0].received_at < messages[-1].received_at - 0.5
