@@ -57,28 +57,28 @@ def most_in_any_window(times: list[float], seconds: float) -> int:
 def test_a_domain_cap_paces_that_domain_while_other_domains_go_at_full_speed(
     app, mailbox, run_worker
 ):
-    """15 subscribers at a domain capped at 5/s, interleaved with 60 elsewhere (one slow
+    """10 subscribers at a domain capped at 2/s, interleaved with 40 elsewhere (one capped
     address, then four others, in claim order)."""
-    app.config["SEND_DOMAIN_RATES"] = f"{SLOW_DOMAIN}=5"
+    app.config["SEND_DOMAIN_RATES"] = f"{SLOW_DOMAIN}=2"
     with app.app_context():
-        for index in range(15):
+        for index in range(10):
             add_subscribers(1, language="en", prefix=f"slow-{index}", domain=SLOW_DOMAIN)
             add_subscribers(4, language="en", prefix=f"fast-{index}", domain="example.org")
         add_release(language="en")
         start_digest()
     run_worker()
-    messages = mailbox.wait_for(75)
+    messages = mailbox.wait_for(50)
     slow, fast = arrivals(messages, SLOW_DOMAIN), arrivals(messages, "example.org")
-    assert (len(slow), len(fast)) == (15, 60)
-    # The moving window lets 5 through at once, then 5 more each second: 15 need 2 s at least.
-    assert slow[-1] - slow[0] >= 1.8, f"slow domain sent in {slow[-1] - slow[0]:.2f}s"
-    assert most_in_any_window(slow, 0.9) <= 5
-    # ...and it is used: not starved either (generous: a loaded machine sends slower).
-    assert slow[-1] - slow[0] <= 6
-    # Everyone else is not held behind the slow domain: their 60 are out before the slow
-    # domain's last second starts (unpaced, 60 messages take a fraction of a second).
-    assert fast[-1] < slow[-1] - 0.8, (
-        f"other domains finished {fast[-1] - slow[-1]:+.2f}s after the slow one"
+    assert (len(slow), len(fast)) == (10, 40)
+    # The moving window lets 2 through at once, then 2 more each second: 10 need 4 s at least.
+    assert slow[-1] - slow[0] >= 3.6, f"capped domain sent in {slow[-1] - slow[0]:.2f}s"
+    assert most_in_any_window(slow, 0.9) <= 2
+    # ...and the cap is used, not starved (generous: a loaded machine sends slower).
+    assert slow[-1] - slow[0] <= 10
+    # Everyone else is not held behind the capped domain: their 40 (unpaced, a fraction of a
+    # second of work) are out long before its last message.
+    assert fast[-1] < slow[-1] - 2.0, (
+        f"other domains finished {fast[-1] - slow[-1]:+.2f}s after the capped one"
     )
 
 
@@ -155,9 +155,11 @@ def test_the_outbox_and_digests_of_two_senders_share_one_cap_through_redis(
     assert len(messages) == 2 * each
     outbox = [m for m in messages if m.to.startswith("account-")]
     assert len(outbox) == each
-    # The moving window lets one second's worth through at once; measure after it.
-    steady = [m.received_at for m in messages[cap:]]
-    rate = (len(steady) - 1) / (steady[-1] - steady[0])
-    assert rate <= cap * 1.05, f"{rate:.1f} msg/s against a shared cap of {cap}/s"
+    times = [m.received_at for m in messages]
+    # A moving window: never more than the cap in any second (0.1 s left for arrival jitter),
+    # so 60 messages need 2 s at least (the first second's 20 may go at once).
+    busiest = most_in_any_window(times, 0.9)
+    assert busiest <= cap, f"{busiest} messages within 0.9 s against a shared cap of {cap}/s"
+    assert times[-1] - times[0] >= 1.8
     # Both kinds went out in the same seconds: the outbox was not simply run after digests.
     assert outbox[0].received_at < messages[-1].received_at - 0.5
