@@ -264,7 +264,10 @@ def finish_if_complete(digest_id: int, now: datetime | None = None) -> bool:
     db.session.commit()
     if result.rowcount:
         log.info(
-            "digest %s finished: %s sent, %s failed", digest_id, sent, failed,
+            "digest %s finished: %s sent, %s failed",
+            digest_id,
+            sent,
+            failed,
             extra={"digest_id": digest_id},
         )
     return bool(result.rowcount)
@@ -433,12 +436,18 @@ def record_outcomes(
 
 
 def add_digest_counts(counts: dict[int, list[int]]) -> None:
-    """Add ``{digest_id: [sent, failed]}`` to the digests' progress counters (caller commits)."""
+    """Add ``{digest_id: [sent, failed]}`` to the digests' progress counters (caller commits).
+
+    A digest already finished keeps the exact counts ``finish_if_complete`` wrote: counters a
+    recorder (of this or another worker) still held when it finished are not added twice."""
     for digest_id, (sent, failed) in counts.items():
         if sent or failed:
             db.session.execute(
                 update(Digest)
-                .where(Digest.id == digest_id)
+                .where(
+                    Digest.id == digest_id,
+                    Digest.status.notin_([DigestStatus.SENT, DigestStatus.FAILED]),
+                )
                 .values(sent=Digest.sent + sent, failed=Digest.failed + failed)
                 .execution_options(synchronize_session=False)
             )
