@@ -11,7 +11,7 @@ import traceback
 
 from .common import Figure, log, postgres_available, render_table
 
-SECTIONS = ("sending", "fanout", "subscribe", "rendering", "scaling", "dkim")
+SECTIONS = ("sending", "fanout", "subscribe", "rendering", "scaling", "dkim", "sharedcap")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,6 +60,14 @@ def main(argv: list[str] | None = None) -> int:
         from .dkim import dkim_figures
 
         run("dkim", dkim_figures, full=args.full)
+
+    if "sharedcap" in sections and have_postgres:
+        from .sharedcap import redis_available, sharedcap_figures
+
+        if redis_available():
+            run("sharedcap", sharedcap_figures, full=args.full)
+        else:
+            log("Redis is not reachable (BENCH_REDIS_URL): the shared-cap figures are skipped")
 
     elapsed = time.monotonic() - started
     load = os.getloadavg()

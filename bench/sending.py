@@ -1,8 +1,9 @@
 """Digest sending: the service's pipeline against two baselines, on one counting SMTP server.
 
 - service: a digest due now goes through the real pipeline (compose, render once, fan out in
-  one statement, claim batches, personalise, send on ``SEND_CONNECTIONS`` connections, record
-  outcomes a batch at a time); timed from the start of the run to the last message received.
+  one statement, claim batches, personalise, send on ``SEND_CONNECTIONS`` connections, each
+  outcome handed to the connection's ``OutcomeRecorder`` and committed as it comes); timed from
+  the start of the run to the last message received.
 - baseline A: raw ``smtplib`` pushing already-built messages of the same size down one open
   connection (the transport's limit: no database, no rendering).
 - baseline B: the loop a Flask user would write: for each subscriber, render the template,

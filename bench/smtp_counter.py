@@ -20,26 +20,40 @@ def free_port() -> int:
 
 
 class _CountingHandler:
-    """Accepts every message and counts it; keeps nothing."""
+    """Accepts every message and counts it; keeps nothing (unless asked to note arrival times
+    and recipients)."""
 
-    def __init__(self, count: Synchronized, size: Synchronized, last: Synchronized) -> None:
+    def __init__(
+        self, count: Synchronized, size: Synchronized, last: Synchronized, times, recipients
+    ) -> None:  # noqa: ANN001
         self.count = count
         self.size = size
         self.last = last
+        self.times = times  # shared array of arrival times, or None
+        self.recipients = recipients  # open file, one address a line, or None
 
     async def handle_DATA(self, server, session, envelope):  # noqa: ANN001 - aiosmtpd's hook
         # One event loop thread writes: no lock needed, readers tolerate a stale value.
+        now = time.monotonic()
+        if self.times is not None and self.count.value < len(self.times):
+            self.times[self.count.value] = now
+        if self.recipients is not None:
+            self.recipients.write("".join(f"{address}\n" for address in envelope.rcpt_tos))
+            self.recipients.flush()
         self.count.value += 1
         self.size.value += len(envelope.original_content or b"")
-        self.last.value = time.monotonic()
+        self.last.value = now
         return "250 OK"
 
 
-def _serve(port: int, count, size, last, ready, stop) -> None:  # noqa: ANN001 - process entry
+def _serve(  # noqa: ANN001 - process entry
+    port: int, count, size, last, ready, stop, times=None, recipients_path=None
+) -> None:
     from aiosmtpd.controller import Controller
 
+    recipients = open(recipients_path, "a") if recipients_path else None  # noqa: SIM115
     controller = Controller(
-        _CountingHandler(count, size, last),
+        _CountingHandler(count, size, last, times, recipients),
         hostname="127.0.0.1",
         port=port,
         decode_data=False,
@@ -51,22 +65,29 @@ def _serve(port: int, count, size, last, ready, stop) -> None:  # noqa: ANN001 -
     ready.set()
     stop.wait()
     controller.stop()
+    if recipients is not None:
+        recipients.close()
 
 
 class CountingSmtpServer:
     """``with CountingSmtpServer() as server:`` then ``server.wait_for(n)``."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep_times: int = 0, recipients_path: str | None = None) -> None:
+        """``keep_times``: note the arrival time of the first that many messages;
+        ``recipients_path``: append every accepted recipient to that file (duplicates show)."""
         self.port = free_port()
         context = multiprocessing.get_context("spawn")
         self._count = context.Value("q", 0, lock=False)
         self._size = context.Value("q", 0, lock=False)
         self._last = context.Value("d", 0.0, lock=False)
+        self._times = context.Array("d", keep_times, lock=False) if keep_times else None
+        self.recipients_path = recipients_path
         self._ready = context.Event()
         self._stop = context.Event()
         self._process = context.Process(
             target=_serve,
             args=(self.port, self._count, self._size, self._last, self._ready, self._stop),
+            kwargs={"times": self._times, "recipients_path": recipients_path},
             daemon=True,
         )
 
@@ -98,6 +119,12 @@ class CountingSmtpServer:
     def last_message_at(self) -> float:
         """``time.monotonic()`` (a system-wide clock) when the last message was accepted."""
         return float(self._last.value)
+
+    def arrival_times(self) -> list[float]:
+        """``time.monotonic()`` of each message noted so far (see ``keep_times``)."""
+        if self._times is None:
+            return []
+        return list(self._times[: min(self.count, len(self._times))])
 
     def reset(self) -> None:
         self._count.value = 0

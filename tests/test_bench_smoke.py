@@ -80,3 +80,23 @@ def test_dkim_benchmark_signs_and_sends_every_message():
         assert cost.value and cost.baseline and cost.value > 0
         signed = figures[f"send digest signed ({algorithm}), SQLite: rate vs raw smtplib"]
         assert signed.value and signed.value > 0
+
+
+def test_counting_server_notes_arrival_times_and_recipients_for_the_shared_cap_section(
+    tmp_path,
+):
+    import smtplib
+
+    from bench.sharedcap import messages_sent_by
+
+    path = tmp_path / "recipients.txt"
+    with CountingSmtpServer(keep_times=2, recipients_path=str(path)) as server:
+        with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as connection:
+            for address in ("a@example.org", "b@example.org", "a@example.org"):
+                connection.sendmail("news@example.org", [address], b"Subject: x\r\n\r\nx\r\n")
+        server.wait_for(3, timeout=10)
+        times = server.arrival_times()
+    assert len(times) == 2 and times[0] <= times[1]  # only as many as asked for
+    assert path.read_text().split() == ["a@example.org", "b@example.org", "a@example.org"]
+    summary = "worker idle after 3 passes: 0 outbox messages, 1 scheduled jobs run, 512 digest"
+    assert messages_sent_by(summary + " messages sent, 0 digest deliveries failed") == 512

@@ -41,6 +41,7 @@ from tests.support.digests import (
     recipients_count,
     wait_until,
 )
+from tests.support.fault_counts import record_fault_count
 
 
 def new_digest(language: str = "en", **values) -> int:
@@ -87,7 +88,13 @@ def test_a_throttled_relay_with_a_short_lease_sends_each_message_once(
     counts = recipients_count(mailbox.messages)
     lost = len({address.casefold() for address in expected} - set(counts))
     duplicated = sum(counts.values()) - len(counts)
-    print(f"\nthrottled relay (10 msg/s, 2 s lease): lost={lost} duplicated={duplicated}")
+    record_fault_count(
+        "throttled relay (10 msg/s, 2 s lease)",
+        sent=sum(counts.values()),
+        lost=lost,
+        duplicated=duplicated,
+        note=f"{len(expected)} recipients",
+    )
     assert (lost, duplicated) == (0, 0)
     with app.app_context():
         assert digest_row(digest_id).sent == len(expected)

@@ -437,12 +437,18 @@ def record_outcomes(
 
 
 def add_digest_counts(counts: dict[int, list[int]]) -> None:
-    """Add ``{digest_id: [sent, failed]}`` to the digests' progress counters (caller commits)."""
+    """Add ``{digest_id: [sent, failed]}`` to the digests' progress counters (caller commits).
+
+    A digest already finished keeps the exact counts ``finish_if_complete`` wrote: counters a
+    recorder (of this or another worker) still held when it finished are not added twice."""
     for digest_id, (sent, failed) in counts.items():
         if sent or failed:
             db.session.execute(
                 update(Digest)
-                .where(Digest.id == digest_id)
+                .where(
+                    Digest.id == digest_id,
+                    Digest.status.notin_([DigestStatus.SENT, DigestStatus.FAILED]),
+                )
                 .values(sent=Digest.sent + sent, failed=Digest.failed + failed)
                 .execution_options(synchronize_session=False)
             )

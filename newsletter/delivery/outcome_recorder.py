@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 RECORD_RETRY_FIRST_SECONDS = 0.05
 RECORD_RETRY_MAX_SECONDS = 2.0
 # The digests' progress counters are written at most this often (and whenever the sender
-# waits for everything to be recorded): the progress bar needs no more.
+# waits for everything to be recorded, and on close): the progress bar needs no more.
 COUNTERS_EVERY_SECONDS = 0.5
 
 
@@ -62,6 +62,9 @@ class OutcomeRecorder:
         self._pending = BatchOutcomes()
         self._unrecorded = 0
         self._tokens: set[str] = set()
+        # Set by ``flush``: the sender is about to look at the digest (finish it), so the
+        # progress counters go out with the outcomes instead of at the next interval.
+        self._counters_wanted = False
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="outcome-recorder", daemon=True)
         self._thread.start()
@@ -97,6 +100,7 @@ class OutcomeRecorder:
     def flush(self) -> None:
         """Block until every outcome handed over so far is committed."""
         with self._cond:
+            self._counters_wanted = True
             self._cond.notify_all()
             while self._unrecorded and self._thread.is_alive():
                 self._cond.wait(0.5)
@@ -130,13 +134,20 @@ class OutcomeRecorder:
         while True:
             with self._cond:
                 while not len(self._pending) and not self._closing:
-                    if time.monotonic() - last_renewal >= self.renew_every and self._tokens:
+                    now = time.monotonic()
+                    if now - last_renewal >= self.renew_every and self._tokens:
                         break
-                    self._cond.wait(self.renew_every / 2)
-                if self._closing and not len(self._pending):
+                    if counters and (
+                        self._counters_wanted or now - last_counters >= COUNTERS_EVERY_SECONDS
+                    ):
+                        break
+                    self._cond.wait(COUNTERS_EVERY_SECONDS if counters else self.renew_every / 2)
+                finishing = self._closing and not len(self._pending)
+                if finishing and not counters:
                     return
                 batch, self._pending = self._pending, BatchOutcomes()
                 tokens = list(self._tokens)
+                counters_wanted, self._counters_wanted = self._counters_wanted, False
             renew = time.monotonic() - last_renewal >= self.renew_every
             try:
                 result = record_outcomes(batch, counters=counters) if len(batch) else (0, 0)
@@ -145,6 +156,7 @@ class OutcomeRecorder:
                 log.warning("recording outcomes failed; retrying", exc_info=True)
                 db.session.rollback()
                 with self._cond:
+                    self._counters_wanted = self._counters_wanted or counters_wanted
                     batch.sent += self._pending.sent
                     batch.failed += self._pending.failed
                     batch.untried += self._pending.untried
@@ -153,10 +165,10 @@ class OutcomeRecorder:
                 retry = min(retry * 2, RECORD_RETRY_MAX_SECONDS)
                 continue
             try:
-                with self._cond:
-                    idle = not len(self._pending)
+                # Not once a message: every sender's recorder updates the same digest row, and
+                # writing it per outcome serialised them all behind its lock.
                 due = time.monotonic() - last_counters >= COUNTERS_EVERY_SECONDS
-                if counters and (idle or due):
+                if counters and (counters_wanted or due or finishing):
                     add_digest_counts(counters)
                     db.session.commit()
                     counters = {}
@@ -171,6 +183,8 @@ class OutcomeRecorder:
                 log.warning("progress counters or lease renewal failed", exc_info=True)
                 db.session.rollback()
             retry = RECORD_RETRY_FIRST_SECONDS
+            if finishing:
+                return
             if self.on_recorded is not None and len(batch):
                 self.on_recorded(result)
             with self._cond:

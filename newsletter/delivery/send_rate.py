@@ -84,17 +84,35 @@ class SendRateLimiter:
     def interval(self) -> float:
         return self.pacer.interval
 
-    def wait(self, recipient: str | None = None) -> None:
+    def wait(self, recipient: str | None = None, *, domain_taken: bool = False) -> None:
+        """Block until the relay (and, unless ``domain_taken``, the recipient's domain) takes
+        one more message."""
+        if not domain_taken:
+            self.wait_for_domain(recipient)
         self.pacer.wait()
-        if self.shared is None:
-            return
-        if recipient and self.domain_items:
-            domain = recipient.rpartition("@")[2].casefold()
-            item = self.domain_items.get(domain)
-            if item is not None:
-                self._take(item, "domain", domain)
-        if self.item is not None:
+        if self.shared is not None and self.item is not None:
             self._take(self.item, "relay")
+
+    def take_domain_now(self, recipient: str | None) -> bool:
+        """Count one message against the recipient's domain cap if it has room right now;
+        False (nothing counted) when the domain is at its cap. Always True for domains
+        without a cap, so a sender can go on with other domains instead of waiting."""
+        item, domain = self._domain_item(recipient)
+        if item is None:
+            return True
+        assert self.shared is not None
+        return self.shared.hit(item, self.namespace, "domain", domain)
+
+    def wait_for_domain(self, recipient: str | None) -> None:
+        item, domain = self._domain_item(recipient)
+        if item is not None:
+            self._take(item, "domain", domain)
+
+    def _domain_item(self, recipient: str | None) -> tuple[RateLimitItem | None, str]:
+        if not recipient or not self.domain_items:
+            return None, ""
+        domain = recipient.rpartition("@")[2].casefold()
+        return self.domain_items.get(domain), domain
 
     def _take(self, item: RateLimitItem, *identifiers: str) -> None:
         assert self.shared is not None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -102,14 +103,26 @@ def send_batch(
     comes. Returns False when the server was out of reach (the rest went back untried)."""
     digest_id = batch[0].digest_id
     prepared = templates.get(digest_id)
-    for index, delivery in enumerate(batch):
+    queue = deque(batch)
+    # Deliveries whose domain was at its cap (SEND_DOMAIN_RATES) when their turn came: sent
+    # after the rest of the batch, so one capped domain does not hold every other one back.
+    held: deque[ClaimedDelivery] = deque()
+    while queue or held:
+        first_pass = bool(queue)
+        delivery = queue.popleft() if first_pass else held.popleft()
         if stopping is not None and stopping.is_set():
-            recorder.untried(batch[index:])
+            recorder.untried([delivery, *queue, *held])
             return True
         if delivery.email_key in suppressed:
             # On the suppression list (hard bounce, complaint): never sent, recorded failed.
             recorder.failed(delivery, DeliveryError(SUPPRESSED, temporary=False))
             continue
+        if first_pass:
+            if not limiter.take_domain_now(delivery.email):
+                held.append(delivery)
+                continue
+        else:
+            limiter.wait_for_domain(delivery.email)
         try:
             if delivery.digest_id != digest_id:
                 digest_id = delivery.digest_id
@@ -137,16 +150,17 @@ def send_batch(
         envelope = return_paths.delivery_sender(delivery.id) if personal else sender
         # Never more than the recorder's window ahead of what the database knows.
         recorder.wait_for_room()
-        limiter.wait(delivery.email)
+        limiter.wait(delivery.email, domain_taken=True)
         try:
             with log_context(digest_id=delivery.digest_id, delivery_id=delivery.id):
                 accepted = _send_with_one_reconnect(transport, envelope, delivery.email, data)
         except DeliveryError as exc:
             if exc.temporary and exc.code is None:
                 # The server is out of reach: the rest of the batch would fail the same way.
-                recorder.untried(batch[index:])
+                unsent = [delivery, *queue, *held]
+                recorder.untried(unsent)
                 log.warning(
-                    "SMTP server out of reach, %s deliveries put back: %s", len(batch) - index, exc
+                    "SMTP server out of reach, %s deliveries put back: %s", len(unsent), exc
                 )
                 return False
             recorder.failed(delivery, exc)

@@ -1,0 +1,49 @@
+"""Lost and duplicated counts of the delivery fault cases (issue 10), gathered while the tests
+run and printed in pytest's terminal summary (``tests/conftest.py``): a passing test's own
+prints are swallowed, so CI output would never show them otherwise."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FaultCount:
+    scenario: str
+    sent: int  # messages the SMTP server accepted for the scenario's recipients
+    lost: int
+    duplicated: int
+    note: str = ""
+
+
+FAULT_COUNTS: list[FaultCount] = []
+
+
+def record_fault_count(
+    scenario: str, *, sent: int, lost: int, duplicated: int, note: str = ""
+) -> FaultCount:
+    """Keep one scenario's counts for the terminal summary; also printed (seen with ``-s``)."""
+    count = FaultCount(scenario, sent, lost, duplicated, note)
+    FAULT_COUNTS.append(count)
+    print(f"\n[fault] {summary_line(count)}")
+    return count
+
+
+def summary_line(count: FaultCount) -> str:
+    line = f"{count.scenario}: sent={count.sent} lost={count.lost} duplicated={count.duplicated}"
+    return f"{line} ({count.note})" if count.note else line
+
+
+def summary_table(counts: list[FaultCount]) -> list[str]:
+    """One aligned line per scenario: scenario, sent, lost, duplicated, note."""
+    rows = [("scenario", "sent", "lost", "duplicated", "note")]
+    rows += [(c.scenario, str(c.sent), str(c.lost), str(c.duplicated), c.note) for c in counts]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return [
+        "  ".join(
+            [row[0].ljust(widths[0])]
+            + [cell.rjust(widths[i]) for i, cell in enumerate(row[1:4], 1)]
+            + [row[4]]
+        ).rstrip()
+        for row in rows
+    ]
