@@ -44,6 +44,7 @@ from ..config import (
 from ..delivery.digest_previews import preview_message, queue_test_send
 from ..delivery.imports import apply_subscriber_import
 from ..domain.addresses import InvalidAddress, normalise_address
+from ..domain.audit import address_hash
 from ..domain.console import (
     STATUSES,
     DayMovement,
@@ -297,16 +298,23 @@ def subscriber(subscriber_id: int):
 
 
 def subscriber_filter_details(subscriber_filter: SubscriberFilter) -> dict[str, str]:
-    """The filter of an export, for the audit log (what was exported, not who is in it)."""
-    return {
+    """The filter of an export, for the audit log (what was exported, not who is in it).
+
+    The search text is often an address: only its keyed hash is kept, as the log is never
+    rewritten and an erasure could not take the address out of it again."""
+    details = {
         name: value
         for name, value in (
             ("status", subscriber_filter.status),
             ("language", subscriber_filter.language),
-            ("query", subscriber_filter.query),
         )
         if value
     }
+    if subscriber_filter.query:
+        details["query_hash"] = address_hash(
+            subscriber_filter.query.casefold(), current_app.config["SECRET_KEY"]
+        )
+    return details
 
 
 def commit_keeping_staff_loaded() -> None:
@@ -934,7 +942,14 @@ def test_send_digest(digest_id: int):
             test_error=explain(exc),
         ), 422
     queue_test_send(row, address.email)
-    audit("digest.test_send", "digest", row.id, {"to": address.email})
+    # The address by keyed hash only: the log is never rewritten, an erasure could
+    # not take it out again.
+    audit(
+        "digest.test_send",
+        "digest",
+        row.id,
+        {"to_hash": address_hash(address.key, current_app.config["SECRET_KEY"])},
+    )
     db.session.commit()
     flash(_("A test copy is on its way to %(email)s.", email=address.email), "ok")
     return redirect(url_for("admin.digest", digest_id=row.id), 303)

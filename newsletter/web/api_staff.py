@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask, Response, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from flask_login import current_user
 from sqlalchemy import select
 
 from ..config import LANGUAGES, MAX_PAGE_SIZE
 from ..delivery.digest_previews import preview_message, queue_test_send
 from ..domain.addresses import InvalidAddress, normalise_address
+from ..domain.audit import address_hash
 from ..domain.digests import (
     DigestStateError,
     cancel_digest,
@@ -374,7 +375,14 @@ def test_send(digest_id: int):
     except InvalidAddress as exc:
         raise _invalid({"email": explain(exc)}) from None
     queue_test_send(digest, address.email)
-    audit("digest.test_send", "digest", digest.id, {"to": address.email})
+    # The address by keyed hash only: the log is never rewritten, an erasure could
+    # not take it out again.
+    audit(
+        "digest.test_send",
+        "digest",
+        digest.id,
+        {"to_hash": address_hash(address.key, current_app.config["SECRET_KEY"])},
+    )
     db.session.commit()
     return jsonify(status="queued", email=address.email), 202
 
