@@ -223,3 +223,53 @@ def test_erasure_leaves_the_address_in_no_table(app):
         assert all(body["data"]["email"] is None for body in bodies)
         assert db.session.scalar(select(func.count()).select_from(InboundMessage)) == 3
 
+
+def test_staff_status_changes_queue_the_webhook_events_and_count(app):
+    """Marking a subscriber unsubscribed or bounced from the console goes through the same
+    domain changes as a reader's link or a DSN: ``subscriber.unsubscribed`` (method "staff")
+    and ``subscriber.bounced`` are queued for an endpoint that wants them, in the transaction
+    of the change, and the unsubscribe and bounce counters move."""
+    from prometheus_client import REGISTRY
+
+    from newsletter.domain.webhooks import create_endpoint
+    from newsletter.models import WebhookDelivery
+
+    def counted(name: str, labels: dict[str, str]) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0
+
+    with app.app_context():
+        create_endpoint(
+            "http://127.0.0.1:9/hook", ["subscriber.bounced", "subscriber.unsubscribed"]
+        )
+        db.session.commit()
+        leaving, bouncing = add_subscribers(2, language="en", prefix="status")
+        ids = {
+            row.email: row.id
+            for row in db.session.scalars(select(Subscriber).order_by(Subscriber.id))
+        }
+    unsubscribes = counted("newsletter_unsubscribes_total", {"method": "staff"})
+    bounces = counted("newsletter_bounces_total", {"source": "staff"})
+    owner = console(app, "owner")
+    for email, status in ((leaving, "unsubscribed"), (bouncing, "bounced")):
+        page = f"/admin/subscribers/{ids[email]}"
+        assert post_form(owner, page, f"{page}/change", {"status": status}).status_code == 303
+    # Someone who left cannot bounce any more: refused, nothing said twice.
+    page = f"/admin/subscribers/{ids[leaving]}"
+    refused = post_form(owner, page, f"{page}/change", {"status": "bounced"}, follow_redirects=True)
+    assert "has left already" in refused.get_data(as_text=True)
+    with app.app_context():
+        rows = db.session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id)).all()
+        events = [(row.event_type, json.loads(row.body)["data"]) for row in rows]
+        statuses = {
+            row.email: (row.status, row.unsubscribe_method)
+            for row in db.session.scalars(select(Subscriber))
+        }
+    assert [(kind, data["id"]) for kind, data in events] == [
+        ("subscriber.unsubscribed", ids[leaving]),
+        ("subscriber.bounced", ids[bouncing]),
+    ]
+    assert events[0][1]["method"] == "staff"
+    assert {row.status for row in rows} == {"queued"}
+    assert statuses == {leaving: ("unsubscribed", "staff"), bouncing: ("bounced", None)}
+    assert counted("newsletter_unsubscribes_total", {"method": "staff"}) == unsubscribes + 1
+    assert counted("newsletter_bounces_total", {"source": "staff"}) == bounces + 1

@@ -19,9 +19,10 @@ from sqlalchemy import delete, func, or_, select
 
 from ..config import LANGUAGES
 from ..extensions import db
-from ..models import InboundMessage, OutboxMessage, Subscriber, SubscriberStatus, utcnow
+from ..models import InboundMessage, OutboxMessage, Subscriber, SubscriberStatus
 from .audit import address_hash
 from .staff import StaffError
+from .subscriptions import mark_bounced, unsubscribe
 from .suppressions import SuppressionKeys, suppress
 from .webhooks import forget_subscriber
 
@@ -49,14 +50,17 @@ def change_subscriber(
             raise StaffError("status")
         if status == SubscriberStatus.CONFIRMED and subscriber.confirmed_at is None:
             raise StaffError("never_confirmed")
-        changes["status"] = [subscriber.status, status]
-        subscriber.status = status
-        now = utcnow()
+        old = subscriber.status
+        # Leaving and bouncing go through the subscriptions domain, as a reader's link or a
+        # DSN do: the same fields, the same counters, the same webhook event.
         if status == SubscriberStatus.UNSUBSCRIBED:
-            subscriber.unsubscribed_at = now
-            subscriber.unsubscribe_method = "staff"
+            unsubscribe(subscriber, method="staff")
         elif status == SubscriberStatus.BOUNCED:
-            subscriber.bounced_at = now
+            if not mark_bounced(subscriber, source="staff"):
+                raise StaffError("already_inactive")
+        else:
+            subscriber.status = status
+        changes["status"] = [old, status]
     return changes
 
 
