@@ -102,7 +102,7 @@ from ..models import (
 )
 from .auth import audit, can, requires, staff_required
 from .inputs import InputError, explain, is_json_request
-from .two_factor_gate import step_up
+from .two_factor_gate import step_up, step_up_response
 
 blueprint = Blueprint("admin", __name__, url_prefix="/admin")
 # Ids fit a signed 64-bit column: a longer number in a URL is a 404, not a database error.
@@ -863,6 +863,9 @@ def change_schedule(schedule_id: int, action: str):
     schedule = db.session.get(DigestSchedule, schedule_id)
     if schedule is None:
         abort(404)
+    # Resuming sends to the whole list again; pausing and cancelling only stop it.
+    if action == "resume" and (asked := step_up_response()) is not None:
+        return asked
     status = {
         "pause": ScheduleStatus.PAUSED,
         "resume": ScheduleStatus.ACTIVE,
@@ -959,6 +962,8 @@ def test_send_digest(digest_id: int):
 @requires("digests:send")
 def change_digest(digest_id: int, action: str):
     row = load_digest(digest_id)
+    if action == "resume" and (asked := step_up_response()) is not None:
+        return asked
     try:
         if action == "pause":
             pause_digest(row)

@@ -287,6 +287,7 @@ def pause(digest_id: int):
 
 @blueprint.post("/v1/digests/<int:digest_id>/resume")
 @requires("digests:send")
+@step_up
 def resume(digest_id: int):
     return _digest_action(digest_id, resume_digest, "resume")
 
@@ -299,6 +300,7 @@ def cancel(digest_id: int):
 
 @blueprint.post("/v1/digests/<int:digest_id>/resend-failed")
 @requires("digests:send")
+@step_up
 def resend_failed(digest_id: int):
     _optional_json_body()
     digest = _get_or_404(Digest, digest_id, "digest")
@@ -402,6 +404,7 @@ def get_schedules():
 
 @blueprint.post("/v1/schedules")
 @requires("digests:send")
+@step_up
 def post_schedule():
     try:
         schedule = create_schedule(_json_body())
@@ -455,6 +458,7 @@ def pause_schedule(schedule_id: int):
 
 @blueprint.post("/v1/schedules/<int:schedule_id>/resume")
 @requires("digests:send")
+@step_up
 def resume_schedule(schedule_id: int):
     return _schedule_status(schedule_id, ScheduleStatus.ACTIVE)
 
