@@ -147,6 +147,28 @@ def test_owners_and_senders_must_enrol_when_required(app):
     assert owner.get("/admin/releases").status_code == 200
 
 
+def test_senders_must_enrol_when_required_and_viewers_need_not(app):
+    """``NEWSLETTER_STAFF_2FA=required`` holds senders (who send to the whole list) like
+    owners: after the password every console page leads to the enrolment page and the API
+    answers a session with a JSON 401, until TOTP is on; a viewer is not asked."""
+    make_staff(app, "sender@example.org", "sender")
+    make_staff(app, "viewer@example.org", "viewer")
+    sender, _ = logged_in(app, "sender@example.org")
+    for path in ("/admin/", "/admin/digests", "/admin/subscribers"):
+        assert sender.get(path).headers["Location"] == "/admin/2fa"
+    refused = sender.post("/api/v1/digests", json={"language": "en"})
+    assert refused.status_code == 401
+    assert refused.get_json()["error"]["code"] == "two_factor_enrolment_required"
+    page = sender.get("/admin/2fa").get_data(as_text=True)
+    assert 'id="totp-secret"' in page
+    viewer, _ = logged_in(app, "viewer@example.org")
+    assert viewer.get("/admin/digests").status_code == 200
+    enrol(sender, "sender@example.org")
+    assert sender.get("/admin/digests").status_code == 200
+    assert sender.post("/api/v1/digests", json={"language": "en"}).status_code == 201
+    assert actions(app).count("staff.2fa_enrolled") == 1
+
+
 def test_exports_ask_for_a_fresh_code_after_a_while(app):
     make_staff(app)
     client, _ = logged_in(app)
