@@ -169,6 +169,32 @@ def test_senders_must_enrol_when_required_and_viewers_need_not(app):
     assert actions(app).count("staff.2fa_enrolled") == 1
 
 
+def test_wrong_codes_on_the_enrolment_page_are_throttled_like_login_codes(app):
+    """Guessing at the enrolment form takes turns at the same throttle as a login code: after
+    the free failures even the right code waits for the delay (429), each failure is in the
+    audit log, and once the delay has run out the right code turns TOTP on."""
+    make_staff(app, "sender@example.org", "sender")
+    client, _ = logged_in(app, "sender@example.org")
+    page = client.get("/admin/2fa").get_data(as_text=True)
+    secret = re.search(r'<code id="totp-secret">([A-Z2-7]+)</code>', page).group(1)
+
+    def try_code(code: str):
+        token = csrf_token(client, "/admin/2fa")
+        return client.post("/admin/2fa", data={"code": code, "csrf_token": token})
+
+    for _ in range(LOGIN_FREE_FAILURES_PER_CLIENT):
+        assert try_code("123456").status_code == 422
+    refused = try_code(code_at(secret))
+    assert refused.status_code == 429
+    assert "wait a moment" in refused.get_data(as_text=True)
+    assert client.get("/admin/digests").headers["Location"] == "/admin/2fa"
+    time.sleep(LOGIN_THROTTLE_BASE_DELAY.total_seconds() + 0.2)
+    assert try_code(code_at(secret)).status_code == 200
+    assert client.get("/admin/digests").status_code == 200
+    assert actions(app).count("staff.2fa_failed") == LOGIN_FREE_FAILURES_PER_CLIENT + 1
+    assert actions(app).count("staff.2fa_enrolled") == 1
+
+
 def test_exports_ask_for_a_fresh_code_after_a_while(app):
     make_staff(app)
     client, _ = logged_in(app)
