@@ -440,3 +440,154 @@ def test_the_database_refuses_to_change_or_delete_audit_entries(app, is_postgres
                 db.session.execute(text(statement))
             db.session.rollback()
         assert db.session.scalar(select(AuditEntry.action)) == "staff.login"
+
+
+# --- Audit entries of console actions: one entry each, with actor and target --------------
+
+
+def owner_console(app) -> tuple[object, int]:
+    owner_id = make_staff(app, "owner@example.org", "owner")
+    return logged_in(app, "owner@example.org"), owner_id
+
+
+def the_entry(app, action: str) -> AuditEntry:
+    """The one entry of ``action`` (there must be exactly one)."""
+    [entry] = audit_entries(app, action)
+    return entry
+
+
+def assert_by_owner(entry: AuditEntry, owner_id: int) -> None:
+    assert (entry.actor_user_id, entry.actor_label, entry.actor_token_id) == (
+        owner_id,
+        "owner@example.org",
+        None,
+    )
+    assert entry.ip == "127.0.0.1"
+
+
+def test_a_subscriber_import_is_logged(app):
+    from tests.test_admin import post_import
+
+    owner, owner_id = owner_console(app)
+    csv_text = "email,consent_at\r\nnew@example.org,2026-01-02T10:00:00Z\r\nother@example.org,\r\n"
+    assert post_import(owner, csv_text, step="import").status_code == 200
+    entry = the_entry(app, "subscribers.import")
+    assert_by_owner(entry, owner_id)
+    assert (entry.target_type, entry.target_ids) == ("subscribers", None)
+    assert json.loads(entry.details) == {"confirmed": 1, "pending": 1, "rows": 2, "language": "fr"}
+    assert "new@example.org" not in entry.details
+
+
+def test_a_feed_import_is_logged(app):
+    from tests.test_admin import FEED, post_feed
+
+    owner, owner_id = owner_console(app)
+    assert post_feed(owner, file=FEED).status_code == 200
+    entry = the_entry(app, "releases.import")
+    assert_by_owner(entry, owner_id)
+    assert (entry.target_type, entry.target_ids) == ("releases", None)
+    details = json.loads(entry.details)
+    assert (details["source"], details["created"], details["updated"]) == ("feed.xml", 2, 0)
+
+
+def test_a_role_change_is_logged(app):
+    owner, owner_id = owner_console(app)
+    editor_id = make_staff(app, "editor@example.org", "editor")
+    changed = post_form(owner, "/admin/staff", f"/admin/staff/{editor_id}/role", {"role": "sender"})
+    assert changed.status_code == 303
+    entry = the_entry(app, "staff.role")
+    assert_by_owner(entry, owner_id)
+    assert (entry.target_type, entry.target_ids) == ("user", str(editor_id))
+    assert json.loads(entry.details) == {"from": "editor", "to": "sender"}
+
+
+def test_disabling_and_enabling_staff_is_logged(app):
+    owner, owner_id = owner_console(app)
+    editor_id = make_staff(app, "editor@example.org", "editor")
+    for action in ("disable", "enable"):
+        done = post_form(owner, "/admin/staff", f"/admin/staff/{editor_id}/{action}", {})
+        assert done.status_code == 303
+        entry = the_entry(app, f"staff.{action}")
+        assert_by_owner(entry, owner_id)
+        assert (entry.target_type, entry.target_ids) == ("user", str(editor_id))
+    # A refused disable (one's own account) writes nothing.
+    post_form(owner, "/admin/staff", f"/admin/staff/{owner_id}/disable", {})
+    assert len(audit_entries(app, "staff.disable")) == 1
+
+
+def test_webhook_endpoint_changes_are_logged(app):
+    from newsletter.models import WebhookEndpoint
+
+    owner, owner_id = owner_console(app)
+    created = post_form(
+        owner,
+        "/admin/webhooks",
+        "/admin/webhooks",
+        {"url": "https://hooks.example.org/in", "events": ["subscriber.confirmed"]},
+    )
+    assert created.status_code == 303
+    with app.app_context():
+        endpoint_id = db.session.scalar(select(WebhookEndpoint.id))
+    entry = the_entry(app, "webhook.create")
+    assert_by_owner(entry, owner_id)
+    assert (entry.target_type, entry.target_ids) == ("webhook", str(endpoint_id))
+    assert json.loads(entry.details) == {
+        "url": "https://hooks.example.org/in",
+        "events": "subscriber.confirmed",
+    }
+    for action in ("disable", "enable"):
+        path = f"/admin/webhooks/{endpoint_id}/{action}"
+        assert post_form(owner, "/admin/webhooks", path, {}).status_code == 303
+        entry = the_entry(app, f"webhook.{action}")
+        assert_by_owner(entry, owner_id)
+        assert (entry.target_type, entry.target_ids) == ("webhook", str(endpoint_id))
+
+
+def test_lifting_a_suppression_is_logged(app):
+    from newsletter.domain.suppressions import SuppressionKeys, suppress
+    from newsletter.models import Suppression
+
+    owner, owner_id = owner_console(app)
+    with app.app_context():
+        suppress(SuppressionKeys.from_config(app.config), "gone@example.org", "hard_bounce", "x")
+        db.session.commit()
+        suppression_id = db.session.scalar(select(Suppression.id))
+    path = f"/admin/suppressions/{suppression_id}/lift"
+    assert post_form(owner, "/admin/suppressions", path, {}).status_code == 303
+    entry = the_entry(app, "suppression.lift")
+    assert_by_owner(entry, owner_id)
+    assert (entry.target_type, entry.target_ids) == ("suppression", str(suppression_id))
+    with app.app_context():
+        assert db.session.get(Suppression, suppression_id) is None
+
+
+def test_test_sends_are_logged_with_a_hash_of_the_address(app, client):
+    """Console and API test sends: the digest as target, the recipient only as a keyed hash
+    (the log is append-only, so it must never hold an address an erasure would have to take
+    out), the same hash both ways."""
+    owner, owner_id = owner_console(app)
+    with app.app_context():
+        digest = Digest(language="en", status="scheduled", send_at=utcnow())
+        db.session.add(digest)
+        db.session.commit()
+        digest_id = digest.id
+    page = f"/admin/digests/{digest_id}"
+    sent = post_form(owner, page, f"{page}/test", {"email": "Proof@Example.org"})
+    assert sent.status_code == 303
+    token = token_for(app, "owner@example.org")
+    with app.app_context():
+        token_id = db.session.scalar(select(ApiToken.id))
+    by_api = client.post(
+        f"/api/v1/digests/{digest_id}/test-send",
+        json={"email": "proof@example.org"},
+        headers=bearer(token),
+    )
+    assert by_api.status_code == 202
+    console_entry, api_entry = audit_entries(app, "digest.test_send")
+    assert_by_owner(console_entry, owner_id)
+    assert (api_entry.actor_user_id, api_entry.actor_token_id) == (owner_id, token_id)
+    for entry in (console_entry, api_entry):
+        assert (entry.target_type, entry.target_ids) == ("digest", str(digest_id))
+        assert "proof@" not in entry.details.casefold()
+    assert json.loads(console_entry.details) == json.loads(api_entry.details)
+    assert len(json.loads(console_entry.details)["to_hash"]) == 64

@@ -116,7 +116,8 @@ def test_erasing_someone_who_left_keeps_them_off_a_later_import(app):
         details = [
             json.loads(e.details)
             for e in db.session.scalars(
-                select(AuditEntry).where(AuditEntry.action == "subscriber.erase")
+                select(AuditEntry)
+                .where(AuditEntry.action == "subscriber.erase")
                 .order_by(AuditEntry.id)
             )
         ]
@@ -128,3 +129,147 @@ def test_erasing_someone_who_left_keeps_them_off_a_later_import(app):
     with app.app_context():
         keys = set(db.session.scalars(select(Subscriber.email_key)))
     assert keys == {"kept-0@example.org"}
+
+
+def tables_naming(address: str) -> list[str]:
+    """Every ``table.column`` of the database (reflected, not only our models) whose text or
+    bytes hold ``address``, in any letter case."""
+    from sqlalchemy import MetaData
+
+    needle = address.casefold()
+    metadata = MetaData()
+    metadata.reflect(bind=db.engine)
+    found = []
+    for table in metadata.sorted_tables:
+        for row in db.session.execute(select(table)).mappings():
+            for column, value in row.items():
+                if isinstance(value, memoryview):
+                    value = value.tobytes()
+                if isinstance(value, bytes):
+                    value = value.decode("latin-1")
+                if isinstance(value, str) and needle in value.casefold():
+                    found.append(f"{table.name}.{column}")
+    return sorted(set(found))
+
+
+def test_erasure_leaves_the_address_in_no_table(app):
+    """GDPR art. 17: a subscriber who bounced (a DSN through the feedback loop), who asked to
+    leave by mail, who was sent digests, a staff test copy and webhook events, whose address was
+    searched for in an export, and who wrote an out-of-office reply kept for staff, is erased
+    through the console. Afterwards no text or
+    bytes column of any table, audit log included, holds the address: webhook payloads are
+    scrubbed, stored inbound mail dropped, and the audit log only ever held a keyed hash."""
+    from newsletter.domain.return_paths import ReturnPathCodec
+    from newsletter.domain.webhooks import create_endpoint
+    from newsletter.inbound.processor import receive
+    from newsletter.models import Delivery, InboundMessage, WebhookDelivery
+    from tests.conftest import TEST_SECRET_KEY
+    from tests.support.feedback import (
+        BOUNCE_ADDRESS,
+        add_delivery,
+        add_subscriber,
+        dsn,
+        mailto_request,
+    )
+
+    address = "Erase.Me@example.com"
+    app.config["BOUNCE_ADDRESS"] = BOUNCE_ADDRESS
+    codec = ReturnPathCodec(TEST_SECRET_KEY)
+    owner = console(app, "owner")
+    with app.app_context():
+        create_endpoint(
+            "http://127.0.0.1:9/hook", ["subscriber.bounced", "subscriber.unsubscribed"]
+        )
+        subscriber = add_subscriber(address)
+        subscriber_id = subscriber.id
+        delivery = add_delivery(subscriber)
+        delivery.smtp_response = f"250 ok: queued for <{address}>"
+        digest_id = delivery.digest_id
+        db.session.commit()
+        return_path = codec.address(BOUNCE_ADDRESS, "delivery", delivery.id)
+        receive("smtp", dsn(return_path, address, "5.1.1"), recipients=[return_path])
+        mailto = codec.address(BOUNCE_ADDRESS, "subscriber", subscriber_id)
+        receive(
+            "smtp",
+            mailto_request(address, mailto),
+            envelope_from=address,
+            recipients=[mailto],
+        )
+        out_of_office = (
+            f"From: {address}\r\nTo: {BOUNCE_ADDRESS}\r\nSubject: Away\r\n\r\n"
+            f"I am away; write to {address.lower()} next week.\r\n"
+        ).encode()
+        receive("smtp", out_of_office, envelope_from=address, recipients=[BOUNCE_ADDRESS])
+        assert db.session.scalar(select(func.count()).select_from(WebhookDelivery)) == 2
+        assert db.session.scalar(select(func.count()).select_from(InboundMessage)) == 3
+    page = f"/admin/digests/{digest_id}"
+    sent = post_form(owner, page, f"{page}/test", {"email": address})
+    assert sent.status_code == 303
+    exported = owner.get("/admin/subscribers/export.csv", query_string={"q": address})
+    assert address in exported.get_data(as_text=True)
+    with app.app_context():
+        before = tables_naming(address)
+    # The feedback loop, the webhook queue and the test send did store it.
+    assert {"inbound_messages.raw", "webhook_deliveries.body", "subscribers.email"} <= set(before)
+    page = f"/admin/subscribers/{subscriber_id}"
+    assert post_form(owner, page, f"{page}/erase", {"confirm": "erase"}).status_code == 303
+    with app.app_context():
+        left_behind = tables_naming(address)
+        assert left_behind == [], left_behind
+        assert db.session.scalar(select(func.count()).select_from(Delivery)) == 0
+        # The webhook log and the inbound log keep their rows, without the person in them.
+        bodies = [json.loads(body) for body in db.session.scalars(select(WebhookDelivery.body))]
+        assert [body["data"]["id"] for body in bodies] == [subscriber_id, subscriber_id]
+        assert all(body["data"]["email"] is None for body in bodies)
+        assert db.session.scalar(select(func.count()).select_from(InboundMessage)) == 3
+
+
+def test_staff_status_changes_queue_the_webhook_events_and_count(app):
+    """Marking a subscriber unsubscribed or bounced from the console goes through the same
+    domain changes as a reader's link or a DSN: ``subscriber.unsubscribed`` (method "staff")
+    and ``subscriber.bounced`` are queued for an endpoint that wants them, in the transaction
+    of the change, and the unsubscribe and bounce counters move."""
+    from prometheus_client import REGISTRY
+
+    from newsletter.domain.webhooks import create_endpoint
+    from newsletter.models import WebhookDelivery
+
+    def counted(name: str, labels: dict[str, str]) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0
+
+    with app.app_context():
+        create_endpoint(
+            "http://127.0.0.1:9/hook", ["subscriber.bounced", "subscriber.unsubscribed"]
+        )
+        db.session.commit()
+        leaving, bouncing = add_subscribers(2, language="en", prefix="status")
+        ids = {
+            row.email: row.id
+            for row in db.session.scalars(select(Subscriber).order_by(Subscriber.id))
+        }
+    unsubscribes = counted("newsletter_unsubscribes_total", {"method": "staff"})
+    bounces = counted("newsletter_bounces_total", {"source": "staff"})
+    owner = console(app, "owner")
+    for email, status in ((leaving, "unsubscribed"), (bouncing, "bounced")):
+        page = f"/admin/subscribers/{ids[email]}"
+        assert post_form(owner, page, f"{page}/change", {"status": status}).status_code == 303
+    # Someone who left cannot bounce any more: refused, nothing said twice.
+    page = f"/admin/subscribers/{ids[leaving]}"
+    refused = post_form(owner, page, f"{page}/change", {"status": "bounced"}, follow_redirects=True)
+    assert "has left already" in refused.get_data(as_text=True)
+    with app.app_context():
+        rows = db.session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id)).all()
+        events = [(row.event_type, json.loads(row.body)["data"]) for row in rows]
+        statuses = {
+            row.email: (row.status, row.unsubscribe_method)
+            for row in db.session.scalars(select(Subscriber))
+        }
+    assert [(kind, data["id"]) for kind, data in events] == [
+        ("subscriber.unsubscribed", ids[leaving]),
+        ("subscriber.bounced", ids[bouncing]),
+    ]
+    assert events[0][1]["method"] == "staff"
+    assert {row.status for row in rows} == {"queued"}
+    assert statuses == {leaving: ("unsubscribed", "staff"), bouncing: ("bounced", None)}
+    assert counted("newsletter_unsubscribes_total", {"method": "staff"}) == unsubscribes + 1
+    assert counted("newsletter_bounces_total", {"source": "staff"}) == bounces + 1

@@ -37,11 +37,11 @@ def code_at(secret: str, steps_ahead: int = 0) -> str:
     return pyotp.TOTP(secret).at(time.time() + 30 * steps_ahead)
 
 
-def enrol(client) -> tuple[str, list[str]]:
+def enrol(client, email: str = "owner@example.org") -> tuple[str, list[str]]:
     page = client.get("/admin/2fa").get_data(as_text=True)
     secret = re.search(r'<code id="totp-secret">([A-Z2-7]+)</code>', page).group(1)
     # The QR code on the page is the otpauth URI of that very secret.
-    uri = pyotp.TOTP(secret).provisioning_uri(name="owner@example.org", issuer_name="Newsletter")
+    uri = pyotp.TOTP(secret).provisioning_uri(name=email, issuer_name="Newsletter")
     expected = segno.make(uri, error="m").svg_inline(scale=5, border=2, title="QR code")
     assert expected in page
     response = client.post(
@@ -147,6 +147,54 @@ def test_owners_and_senders_must_enrol_when_required(app):
     assert owner.get("/admin/releases").status_code == 200
 
 
+def test_senders_must_enrol_when_required_and_viewers_need_not(app):
+    """``NEWSLETTER_STAFF_2FA=required`` holds senders (who send to the whole list) like
+    owners: after the password every console page leads to the enrolment page and the API
+    answers a session with a JSON 401, until TOTP is on; a viewer is not asked."""
+    make_staff(app, "sender@example.org", "sender")
+    make_staff(app, "viewer@example.org", "viewer")
+    sender, _ = logged_in(app, "sender@example.org")
+    for path in ("/admin/", "/admin/digests", "/admin/subscribers"):
+        assert sender.get(path).headers["Location"] == "/admin/2fa"
+    refused = sender.post("/api/v1/digests", json={"language": "en"})
+    assert refused.status_code == 401
+    assert refused.get_json()["error"]["code"] == "two_factor_enrolment_required"
+    page = sender.get("/admin/2fa").get_data(as_text=True)
+    assert 'id="totp-secret"' in page
+    viewer, _ = logged_in(app, "viewer@example.org")
+    assert viewer.get("/admin/digests").status_code == 200
+    enrol(sender, "sender@example.org")
+    assert sender.get("/admin/digests").status_code == 200
+    assert sender.post("/api/v1/digests", json={"language": "en"}).status_code == 201
+    assert actions(app).count("staff.2fa_enrolled") == 1
+
+
+def test_wrong_codes_on_the_enrolment_page_are_throttled_like_login_codes(app):
+    """Guessing at the enrolment form takes turns at the same throttle as a login code: after
+    the free failures even the right code waits for the delay (429), each failure is in the
+    audit log, and once the delay has run out the right code turns TOTP on."""
+    make_staff(app, "sender@example.org", "sender")
+    client, _ = logged_in(app, "sender@example.org")
+    page = client.get("/admin/2fa").get_data(as_text=True)
+    secret = re.search(r'<code id="totp-secret">([A-Z2-7]+)</code>', page).group(1)
+
+    def try_code(code: str):
+        token = csrf_token(client, "/admin/2fa")
+        return client.post("/admin/2fa", data={"code": code, "csrf_token": token})
+
+    for _ in range(LOGIN_FREE_FAILURES_PER_CLIENT):
+        assert try_code("123456").status_code == 422
+    refused = try_code(code_at(secret))
+    assert refused.status_code == 429
+    assert "wait a moment" in refused.get_data(as_text=True)
+    assert client.get("/admin/digests").headers["Location"] == "/admin/2fa"
+    time.sleep(LOGIN_THROTTLE_BASE_DELAY.total_seconds() + 0.2)
+    assert try_code(code_at(secret)).status_code == 200
+    assert client.get("/admin/digests").status_code == 200
+    assert actions(app).count("staff.2fa_failed") == LOGIN_FREE_FAILURES_PER_CLIENT + 1
+    assert actions(app).count("staff.2fa_enrolled") == 1
+
+
 def test_exports_ask_for_a_fresh_code_after_a_while(app):
     make_staff(app)
     client, _ = logged_in(app)
@@ -162,3 +210,115 @@ def test_exports_ask_for_a_fresh_code_after_a_while(app):
     assert client.get("/admin/subscribers/export.csv").status_code == 200
     # Tokens are not sessions: no step-up for them (their scopes and expiry are the guard).
     assert actions(app).count("subscribers.export") == 2
+
+
+def sending_targets(app) -> dict[str, int]:
+    """A paused digest, a paused schedule and a sent digest with one failed delivery: what
+    the whole-list routes act on."""
+    from newsletter.domain.digests import (
+        create_digest,
+        create_schedule,
+        pause_digest,
+        set_schedule_status,
+    )
+    from newsletter.models import Delivery, Digest, ScheduleStatus
+    from tests.support.feedback import add_subscriber
+
+    with app.app_context():
+        paused = create_digest({"language": "en"})
+        pause_digest(paused)
+        schedule = create_schedule({"language": "en", "every": "day", "at": "08:00"})
+        set_schedule_status(schedule, ScheduleStatus.PAUSED)
+        sent = Digest(language="en", status="sent", rendered_message=b"Subject: x\r\n\r\nx")
+        db.session.add(sent)
+        db.session.flush()
+        reader = add_subscriber("reader@example.org")
+        db.session.add(Delivery(digest_id=sent.id, subscriber_id=reader.id, status="failed"))
+        db.session.commit()
+        return {"paused": paused.id, "schedule": schedule.id, "sent": sent.id}
+
+
+def make_stale(client) -> None:
+    with client.session_transaction() as session:
+        session["staff_2fa_at"] = time.time() - 61
+
+
+# Every console form that sends to the whole list: (path, form fields); ids filled in.
+CONSOLE_SENDS = [
+    ("/admin/digests", {"language": "en", "when": "now", "timezone": "Europe/Brussels"}),
+    (
+        "/admin/digests/schedules",
+        {"language": "en", "every": "day", "at": "08:00", "timezone": "Europe/Brussels"},
+    ),
+    ("/admin/digests/{paused}/resume", {}),
+    ("/admin/digests/schedules/{schedule}/resume", {}),
+]
+
+
+@pytest.mark.parametrize(("path", "form"), CONSOLE_SENDS, ids=[p for p, _ in CONSOLE_SENDS])
+def test_console_sends_to_the_whole_list_ask_for_a_fresh_code(app, path, form):
+    """After ``STAFF_STEP_UP_SECONDS`` without a code, a whole-list send from the console goes
+    to the code page and changes nothing (no audit entry); with a fresh code it is done."""
+    make_staff(app, "sender@example.org", "sender")
+    client, _ = logged_in(app, "sender@example.org")
+    secret, _codes = enrol(client, "sender@example.org")
+    path = path.format(**sending_targets(app))
+    before = actions(app)
+    make_stale(client)
+    data = {**form, "csrf_token": csrf_token(client, "/admin/digests")}
+    asked = client.post(path, data=data, headers={"Referer": "http://localhost/admin/digests"})
+    assert asked.status_code == 303
+    assert asked.headers["Location"].startswith("/account/2fa?next=/admin/digests&step_up=1")
+    assert actions(app) == before
+    assert give_code(client, code_at(secret, 1), "/admin/digests").status_code == 303
+    done = client.post(path, data={**form, "csrf_token": csrf_token(client, "/admin/digests")})
+    assert done.status_code == 303
+    assert not done.headers["Location"].startswith("/account/2fa")
+    [new] = [action for action in actions(app)[len(before) :] if action != "staff.2fa_passed"]
+    assert new.split(".")[0] in ("digest", "schedule")
+
+
+# Every API route that sends to the whole list: (path, JSON body); ids filled in.
+API_SENDS = [
+    ("/api/v1/digests", {"language": "en"}),
+    ("/api/v1/schedules", {"language": "en", "every": "day", "at": "08:00"}),
+    ("/api/v1/digests/{paused}/resume", None),
+    ("/api/v1/digests/{sent}/resend-failed", None),
+    ("/api/v1/schedules/{schedule}/resume", None),
+]
+
+
+@pytest.mark.parametrize(("path", "body"), API_SENDS, ids=[p for p, _ in API_SENDS])
+def test_api_sends_ask_a_session_for_a_fresh_code_and_a_token_for_the_send_scope(app, path, body):
+    """The staff API used from a console session asks for a fresh code like the console (a
+    JSON 401 ``step_up_required``, nothing done); a token carries no second factor, so its
+    guard is the ``digests:send`` scope: without it 403, with it the send is done."""
+    from newsletter.domain.api_tokens import issue_api_token
+    from newsletter.domain.staff import parse_scopes
+    from tests.support.accounts import user_by_email
+
+    make_staff(app, "sender@example.org", "sender")
+    client, _ = logged_in(app, "sender@example.org")
+    secret, _codes = enrol(client, "sender@example.org")
+    targets = sending_targets(app)
+    path = path.format(**targets)
+    with app.app_context():
+        sender = user_by_email("sender@example.org")
+        reader = issue_api_token(sender, name="read", scopes=parse_scopes(["digests:read"]))
+        sending = issue_api_token(sender, name="send", scopes=parse_scopes(["digests:send"]))
+        db.session.commit()
+    before = actions(app)
+    make_stale(client)
+    asked = client.post(path, json=body or {})
+    assert asked.status_code == 401
+    assert asked.get_json()["error"]["code"] == "step_up_required"
+    refused = app.test_client().post(path, json=body, headers={"Authorization": f"Bearer {reader}"})
+    assert refused.status_code == 403
+    assert actions(app) == before
+    done = app.test_client().post(path, json=body, headers={"Authorization": f"Bearer {sending}"})
+    assert done.status_code in (200, 201), done.get_json()
+    assert give_code(client, code_at(secret, 1), "/admin/").status_code == 303
+    again = client.post(path, json=body or {})
+    # With a fresh code the session passes the gate (a resume twice is no conflict; a second
+    # resend has nothing failed left but is no error either).
+    assert again.status_code in (200, 201), again.get_json()

@@ -2,11 +2,17 @@
 
 The domain writes entries (``record``) in the transaction of the change itself, so an entry
 exists exactly when the change does. Nothing here updates or deletes an entry.
+
+Because entries are never rewritten, an entry must never hold a reader's address: erasing a
+subscriber (GDPR art. 17) could not take it out again. Details name a subscriber by id, or an
+address by ``address_hash`` (keyed, so recognisable by whoever holds the key, not readable).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import hmac
 import io
 import json
 from collections.abc import Iterable, Iterator
@@ -37,6 +43,11 @@ class Actor:
 
 
 SYSTEM = Actor(None, "system")
+
+
+def address_hash(email_key: str, key: str) -> str:
+    """A keyed hash of an address for audit details: recognisable later, not readable."""
+    return hmac.new(key.encode(), email_key.encode(), hashlib.sha256).hexdigest()
 
 
 def record(

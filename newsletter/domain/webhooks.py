@@ -100,6 +100,44 @@ def disable_endpoint(endpoint: WebhookEndpoint, now: datetime | None = None) -> 
     endpoint.disabled_at = now or utcnow()
 
 
+def event_body(event_type: str, timestamp: str, data: dict[str, Any]) -> str:
+    """The JSON a delivery posts (and signs): compact, keys sorted, so it is one fixed text."""
+    return json.dumps(
+        {"type": event_type, "timestamp": timestamp, "data": data},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+
+
+def forget_subscriber(subscriber_id: int, email: str) -> int:
+    """Take an erased subscriber's address out of every stored delivery, queued or done
+    (GDPR art. 17); returns how many were rewritten. The caller commits.
+
+    The rows stay, naming the subscriber by id only: the log still shows what was sent, and a
+    queued event still goes out (a receiver learns that subscriber N left, not who N was)."""
+    by_id = f'"id":{int(subscriber_id)},'  # how event_body writes it inside "data"
+    rows = db.session.scalars(
+        select(WebhookDelivery).where(
+            WebhookDelivery.event_type.startswith("subscriber."),
+            or_(
+                WebhookDelivery.body.contains(by_id, autoescape=True),
+                WebhookDelivery.body.contains(json.dumps(email)[1:-1], autoescape=True),
+            ),
+        )
+    )
+    rewritten = 0
+    for delivery in rows:
+        payload = json.loads(delivery.body)
+        data = payload.get("data") or {}
+        named = str(data.get("email") or "").casefold() == email.casefold()
+        if data.get("id") != subscriber_id and not named:
+            continue
+        data["email"] = None
+        delivery.body = event_body(payload["type"], payload["timestamp"], data)
+        rewritten += 1
+    return rewritten
+
+
 def emit_event(event_type: str, data: dict[str, Any], now: datetime | None = None) -> int:
     """Queue ``event_type`` for every enabled endpoint that wants it; returns how many.
 
@@ -113,11 +151,7 @@ def emit_event(event_type: str, data: dict[str, Any], now: datetime | None = Non
     if not wanted:
         return 0
     now = now or utcnow()
-    body = json.dumps(
-        {"type": event_type, "timestamp": now.isoformat() + "Z", "data": data},
-        sort_keys=True,
-        separators=(",", ":"),
-    )
+    body = event_body(event_type, now.isoformat() + "Z", data)
     for endpoint in wanted:
         db.session.add(
             WebhookDelivery(

@@ -45,6 +45,7 @@ from ..config import (
 from ..delivery.digest_previews import preview_message, queue_test_send
 from ..delivery.imports import apply_subscriber_import
 from ..domain.addresses import InvalidAddress, normalise_address
+from ..domain.audit import address_hash
 from ..domain.dashboard import DayMovement, daily_movements, latest_digests, status_counts
 from ..domain.digests import (
     DigestStateError,
@@ -98,7 +99,7 @@ from ..models import (
 from ..scheduling.triggers import next_fire_time
 from .auth import audit, can, requires, staff_required
 from .inputs import InputError, explain, is_json_request
-from .two_factor_gate import step_up
+from .two_factor_gate import step_up, step_up_response
 
 blueprint = Blueprint("admin", __name__, url_prefix="/admin")
 # Ids fit a signed 64-bit column: a longer number in a URL is a 404, not a database error.
@@ -294,16 +295,23 @@ def subscriber(subscriber_id: int):
 
 
 def subscriber_filter_details(subscriber_filter: SubscriberFilter) -> dict[str, str]:
-    """The filter of an export, for the audit log (what was exported, not who is in it)."""
-    return {
+    """The filter of an export, for the audit log (what was exported, not who is in it).
+
+    The search text is often an address: only its keyed hash is kept, as the log is never
+    rewritten and an erasure could not take the address out of it again."""
+    details = {
         name: value
         for name, value in (
             ("status", subscriber_filter.status),
             ("language", subscriber_filter.language),
-            ("query", subscriber_filter.query),
         )
         if value
     }
+    if subscriber_filter.query:
+        details["query_hash"] = address_hash(
+            subscriber_filter.query.casefold(), current_app.config["SECRET_KEY"]
+        )
+    return details
 
 
 def commit_keeping_staff_loaded() -> None:
@@ -853,6 +861,9 @@ def change_schedule(schedule_id: int, action: str):
     schedule = db.session.get(DigestSchedule, schedule_id)
     if schedule is None:
         abort(404)
+    # Resuming sends to the whole list again; pausing and cancelling only stop it.
+    if action == "resume" and (asked := step_up_response()) is not None:
+        return asked
     status = {
         "pause": ScheduleStatus.PAUSED,
         "resume": ScheduleStatus.ACTIVE,
@@ -932,7 +943,14 @@ def test_send_digest(digest_id: int):
             test_error=explain(exc),
         ), 422
     queue_test_send(row, address.email)
-    audit("digest.test_send", "digest", row.id, {"to": address.email})
+    # The address by keyed hash only: the log is never rewritten, an erasure could
+    # not take it out again.
+    audit(
+        "digest.test_send",
+        "digest",
+        row.id,
+        {"to_hash": address_hash(address.key, current_app.config["SECRET_KEY"])},
+    )
     db.session.commit()
     flash(_("A test copy is on its way to %(email)s.", email=address.email), "ok")
     return redirect(url_for("admin.digest", digest_id=row.id), 303)
@@ -942,6 +960,8 @@ def test_send_digest(digest_id: int):
 @requires("digests:send")
 def change_digest(digest_id: int, action: str):
     row = load_digest(digest_id)
+    if action == "resume" and (asked := step_up_response()) is not None:
+        return asked
     try:
         if action == "pause":
             pause_digest(row)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask, Response, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
@@ -18,6 +18,7 @@ from sqlalchemy import select
 from ..config import LANGUAGES, MAX_PAGE_SIZE
 from ..delivery.digest_previews import preview_message, queue_test_send
 from ..domain.addresses import InvalidAddress, normalise_address
+from ..domain.audit import address_hash
 from ..domain.digests import (
     DigestStateError,
     cancel_digest,
@@ -293,6 +294,7 @@ def pause(digest_id: int):
 
 @blueprint.post("/v1/digests/<int:digest_id>/resume")
 @requires("digests:send")
+@step_up
 def resume(digest_id: int):
     return _digest_action(digest_id, resume_digest, "resume")
 
@@ -305,6 +307,7 @@ def cancel(digest_id: int):
 
 @blueprint.post("/v1/digests/<int:digest_id>/resend-failed")
 @requires("digests:send")
+@step_up
 def resend_failed(digest_id: int):
     _optional_json_body()
     digest = _get_or_404(Digest, digest_id, "digest")
@@ -381,7 +384,14 @@ def test_send(digest_id: int):
     except InvalidAddress as exc:
         raise _invalid({"email": explain(exc)}) from None
     queue_test_send(digest, address.email)
-    audit("digest.test_send", "digest", digest.id, {"to": address.email})
+    # The address by keyed hash only: the log is never rewritten, an erasure could
+    # not take it out again.
+    audit(
+        "digest.test_send",
+        "digest",
+        digest.id,
+        {"to_hash": address_hash(address.key, current_app.config["SECRET_KEY"])},
+    )
     db.session.commit()
     return jsonify(status="queued", email=address.email), 202
 
@@ -405,6 +415,7 @@ def get_schedules():
 
 @blueprint.post("/v1/schedules")
 @requires("digests:send")
+@step_up
 def post_schedule():
     try:
         schedule = create_schedule(_json_body())
@@ -458,6 +469,7 @@ def pause_schedule(schedule_id: int):
 
 @blueprint.post("/v1/schedules/<int:schedule_id>/resume")
 @requires("digests:send")
+@step_up
 def resume_schedule(schedule_id: int):
     return _schedule_status(schedule_id, ScheduleStatus.ACTIVE)
 

@@ -491,6 +491,7 @@ def subscriber_error_message(error: StaffError) -> str:
         "language": _("Choose a language."),
         "status": _("Choose confirmed, unsubscribed or bounced."),
         "never_confirmed": _("This subscriber never confirmed: only they can give consent."),
+        "already_inactive": _("This subscriber has left already: there is nothing to mark."),
     }
     return messages.get(error.reason, error.reason)
 

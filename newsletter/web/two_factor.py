@@ -3,9 +3,9 @@
 The login view (``web.accounts``) is not changed: when a staff member who uses TOTP logs in,
 Flask-Login's ``user_logged_in`` signal marks the session "second factor pending", and a
 ``before_request`` gate keeps every staff and account page behind ``/account/2fa`` until a
-code (or a recovery code) is given. A wrong code counts toward the login throttle. Exports and
-sends to the whole list ask for a code again once the last one is older than
-``STAFF_STEP_UP_SECONDS`` (``step_up``).
+code (or a recovery code) is given. A wrong code, at login or on the enrolment page, counts
+toward the login throttle. Exports and sends to the whole list ask for a code again once the
+last one is older than ``STAFF_STEP_UP_SECONDS`` (``step_up``).
 """
 
 from __future__ import annotations
@@ -96,6 +96,20 @@ def gate() -> Any:
     return None
 
 
+def throttled_message() -> str:
+    return _("Too many wrong codes: wait a moment before trying again.")
+
+
+def code_may_be_tried(user: User, actor: audit_domain.Actor, **details: Any) -> bool:
+    """A code takes a turn at the login throttle before it is checked, like a password; a
+    refused turn is written to the audit log (committed). Login and enrolment codes alike."""
+    if login_throttle.reserve_attempt(user.id, actor.ip):
+        return True
+    audit_domain.record(actor, "staff.2fa_failed", "user", user.id, {"throttled": True, **details})
+    db.session.commit()
+    return False
+
+
 @blueprint.route("/account/2fa", methods=["GET", "POST"])
 @limiter.limit(login_rate_limit, methods=["POST"], deduct_when=failed_login)
 def verify():
@@ -110,11 +124,8 @@ def verify():
         return render_template("two_factor_verify.html", next_url=next_url, error=None)
     client = request.remote_addr
     actor = audit_domain.Actor.of(user, ip=client)
-    # A code takes a turn at the login throttle before it is checked, like a password.
-    if not login_throttle.reserve_attempt(user.id, client):
-        audit_domain.record(actor, "staff.2fa_failed", "user", user.id, {"throttled": True})
-        db.session.commit()
-        message = _("Too many wrong codes: wait a moment before trying again.")
+    if not code_may_be_tried(user, actor):
+        message = throttled_message()
         if wants_json():
             raise InputError(429, "throttled", message)
         return render_template("two_factor_verify.html", next_url=next_url, error=message), 429
@@ -149,6 +160,7 @@ def qr_svg(uri: str) -> str:
 
 
 @blueprint.route("/admin/2fa", methods=["GET", "POST"])
+@limiter.limit(login_rate_limit, methods=["POST"], deduct_when=failed_login)
 @requires("console:read")
 def setup():
     user: User = g.staff
@@ -163,17 +175,26 @@ def setup():
     if request.method == "POST" and two_factor.enrolment(user) is None:
         # No enrolment under way (a stale or forged form): start one by the page, not a 4xx.
         return redirect(url_for("two_factor.setup"), 303)
+    status = 200
     if request.method == "POST":
-        codes = two_factor.confirm_enrolment(user, request.form.get("code", ""), code_keys()[0])
-        if codes is not None:
-            audit("staff.2fa_enrolled", "user", user.id)
-            db.session.commit()
-            session.pop(ENROL, None)
-            session[PASSED_AT] = time.time()
-            return render_template(
-                "admin/two_factor.html", enrolled=True, codes=codes, codes_left=len(codes)
-            )
-        error = _("This code is not valid. Scan the code again and enter the six digits shown.")
+        # Wrong codes here are throttled and logged as at login: the same guess, other page.
+        actor = audit_domain.Actor.of(user, ip=request.remote_addr)
+        if not code_may_be_tried(user, actor, enrolment=True):
+            error, status = throttled_message(), 429
+        else:
+            codes = two_factor.confirm_enrolment(user, request.form.get("code", ""), code_keys()[0])
+            if codes is not None:
+                login_throttle.record_success(user.id, actor.ip)
+                audit("staff.2fa_enrolled", "user", user.id)
+                db.session.commit()
+                session.pop(ENROL, None)
+                session[PASSED_AT] = time.time()
+                return render_template(
+                    "admin/two_factor.html", enrolled=True, codes=codes, codes_left=len(codes)
+                )
+            audit_domain.record(actor, "staff.2fa_failed", "user", user.id, {"enrolment": True})
+            error = _("This code is not valid. Scan the code again and enter the six digits shown.")
+            status = 422
         row = two_factor.enrolment(user) or two_factor.start_enrolment(user)
         db.session.commit()
     else:
@@ -187,7 +208,7 @@ def setup():
         qr=qr_svg(uri),
         error=error,
         required=session.get(ENROL, False),
-    ), 422 if error else 200
+    ), status
 
 
 def init_app(app: Flask) -> None:
