@@ -194,8 +194,9 @@ SUPPRESSION_SALT = "newsletter.suppression"
 # an erasure after unsubscribing) is about bulk mail only, and a reset code the person asked
 # for must still reach them.
 SUPPRESSED_FOR_ALL_MAIL = frozenset({"hard_bounce"})
-# Soft bounces (4.x.x) decay like Mailman's bounce score: only those of the last
-# SOFT_BOUNCE_WINDOW count, and this many of them make the subscriber bounced.
+# Soft bounces (4.x.x failures; delay notices are not bounces) are scored like Mailman's
+# bounce score: the days of the last SOFT_BOUNCE_WINDOW with a soft bounce (one per day, a
+# delivery counted once), and a score of this many makes the subscriber bounced.
 SOFT_BOUNCES_BEFORE_BOUNCED = 3
 SOFT_BOUNCE_WINDOW = timedelta(days=14)
 # Inbound mail kept for staff (unknown kinds, failed processing) is cut at this size; the

@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..config import (
@@ -111,15 +111,28 @@ def _target(classification: Classification, use_addresses: bool) -> Target:
     return Target(None)
 
 
-def _recent_soft_bounces(subscriber_id: int, now, exclude_id: int | None) -> int:
-    query = select(func.count(InboundMessage.id)).where(
-        InboundMessage.subscriber_id == subscriber_id,
-        InboundMessage.kind == InboundKind.SOFT_BOUNCE,
-        InboundMessage.received_at >= now - SOFT_BOUNCE_WINDOW,
-    )
-    if exclude_id is not None:
-        query = query.where(InboundMessage.id != exclude_id)
-    return db.session.scalar(query) or 0
+def _soft_bounce_score(row: InboundMessage, subscriber_id: int, now: datetime) -> int:
+    """Mailman's bounce score: the days inside ``SOFT_BOUNCE_WINDOW`` with a soft bounce, this
+    one included. One per day however many arrive, and a delivery (digest) counts only on the
+    first day it bounced: an MTA reporting the same message twice is one failure."""
+    earlier = db.session.execute(
+        select(InboundMessage.received_at, InboundMessage.digest_id).where(
+            InboundMessage.subscriber_id == subscriber_id,
+            InboundMessage.kind == InboundKind.SOFT_BOUNCE,
+            InboundMessage.received_at >= now - SOFT_BOUNCE_WINDOW,
+            InboundMessage.id != row.id,
+        )
+    ).all()
+    bounces = sorted([*earlier, (row.received_at or now, row.digest_id)], key=lambda b: b[0])
+    days: set[date] = set()
+    digests: set[int] = set()
+    for received_at, digest_id in bounces:
+        if digest_id is not None:
+            if digest_id in digests:
+                continue
+            digests.add(digest_id)
+        days.add(received_at.date())
+    return len(days)
 
 
 def _mark_bounced(subscriber: Subscriber, now) -> bool:
@@ -152,12 +165,15 @@ def apply_classification(row: InboundMessage, classification: Classification) ->
         changed = _mark_bounced(subscriber, now)
         suppress(keys, subscriber.email_key, "hard_bounce", classification.detail)
         return f"subscriber {subscriber.id} " + ("bounced" if changed else "already inactive")
+    if kind == InboundKind.DELAYED:
+        return f"nothing: subscriber {subscriber.id}, a delay notice is not a bounce"
     if kind == InboundKind.SOFT_BOUNCE:
-        # Decaying score: only soft bounces inside the window count, this one included.
-        count = _recent_soft_bounces(subscriber.id, now, row.id) + 1
-        if count >= SOFT_BOUNCES_BEFORE_BOUNCED and _mark_bounced(subscriber, now):
-            return f"subscriber {subscriber.id} bounced ({count} soft bounces)"
-        return f"subscriber {subscriber.id}: soft bounce {count}/{SOFT_BOUNCES_BEFORE_BOUNCED}"
+        score = _soft_bounce_score(row, subscriber.id, now)
+        if score >= SOFT_BOUNCES_BEFORE_BOUNCED and _mark_bounced(subscriber, now):
+            return f"subscriber {subscriber.id} bounced (soft bounces on {score} days)"
+        return (
+            f"subscriber {subscriber.id}: soft bounce score {score}/{SOFT_BOUNCES_BEFORE_BOUNCED}"
+        )
     if kind == InboundKind.COMPLAINT:
         left = unsubscribe(subscriber, method="complaint")
         subscriber.unsubscribe_reason = classification.detail[:300]

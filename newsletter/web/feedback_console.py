@@ -22,6 +22,7 @@ def reason_label(reason: str) -> str:
         "hard_bounce": _("hard bounce"),
         "complaint": _("complaint"),
         "soft_bounce": _("soft bounce"),
+        "delayed": _("delay notice"),
         "unsubscribe": _("mailto unsubscribe"),
         "unknown": _("unknown"),
         "pending": _("waiting"),

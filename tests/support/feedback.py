@@ -86,6 +86,51 @@ def dsn(return_path: str, final_recipient: str, status: str, action: str = "fail
     ).encode()
 
 
+def delay_notice(return_path: str, final_recipient: str) -> bytes:
+    """Postfix's "Delayed Mail (still being retried)" warning: an RFC 3464 DSN whose only
+    recipient block says ``Action: delayed`` (the message is still queued, not failed)."""
+    return (
+        f"Return-Path: <>\r\n"
+        f"Delivered-To: {return_path}\r\n"
+        f"From: MAILER-DAEMON@mx.example.net (Mail Delivery System)\r\n"
+        f"To: {return_path}\r\n"
+        f"Subject: Delayed Mail (still being retried)\r\n"
+        f"Auto-Submitted: auto-replied\r\n"
+        f"MIME-Version: 1.0\r\n"
+        f'Content-Type: multipart/report; report-type=delivery-status; boundary="DLY"\r\n'
+        f"\r\n"
+        f"--DLY\r\n"
+        f"Content-Type: text/plain; charset=us-ascii\r\n"
+        f"\r\n"
+        f"This is a warning only; you do not need to resend your message.\r\n"
+        f"Delivery will be attempted again for 4 days.\r\n"
+        f"\r\n"
+        f"--DLY\r\n"
+        f"Content-Type: message/delivery-status\r\n"
+        f"\r\n"
+        f"Reporting-MTA: dns; mx.example.net\r\n"
+        f"Arrival-Date: Tue, 1 Dec 2026 20:00:00 +0000\r\n"
+        f"\r\n"
+        f"Final-Recipient: rfc822; {final_recipient}\r\n"
+        f"Original-Recipient: rfc822;{final_recipient}\r\n"
+        f"Action: delayed\r\n"
+        f"Status: 4.4.1\r\n"
+        f"Diagnostic-Code: X-Postfix; connect to mx.example.com[192.0.2.7]:25: Connection timed"
+        f" out\r\n"
+        f"Will-Retry-Until: Sat, 5 Dec 2026 20:00:00 +0000\r\n"
+        f"\r\n"
+        f"--DLY\r\n"
+        f"Content-Type: text/rfc822-headers\r\n"
+        f"\r\n"
+        f"Return-Path: <{return_path}>\r\n"
+        f"From: Newsroom <news@example.org>\r\n"
+        f"To: {final_recipient}\r\n"
+        f"Subject: Digest\r\n"
+        f"\r\n"
+        f"--DLY--\r\n"
+    ).encode()
+
+
 def arf(report_to: str, original_recipient: str, list_unsubscribe: str) -> bytes:
     """An RFC 5965 abuse report as a mailbox provider's feedback loop sends it."""
     return (
@@ -150,17 +195,17 @@ def malformed_messages(count: int, to: str, seed: int = 12) -> list[bytes]:
             + b'"\r\n\r\n--x\r\nContent-Type: message/delivery-status\r\n\r\nStatus: 5.1.1\r\n'
         ),
         lambda: b"Content-Type: message/feedback-report\r\n\r\n\xff\xfe\x00garbage",
-        lambda: (
-            f"To: {to}\r\nFrom: x\r\nContent-Type: multipart/mixed\r\n\r\nno boundary".encode()
-        ),
+        lambda: f"To: {to}\r\nFrom: x\r\nContent-Type: multipart/mixed\r\n\r\nno boundary".encode(),
         lambda: b"To: bounces+d-aa-aaaaaaaaaa@example.org\r\nSubject: forged\r\n\r\nhi",
         lambda: f"To: bounces+u-{'b' * rng.randint(1, 30)}-zz@example.org\r\n\r\nx".encode(),
-        lambda: b"Content-Type: text/plain; charset=\"unknown-8bit\x00\"\r\n\r\n\x80\x81",
+        lambda: b'Content-Type: text/plain; charset="unknown-8bit\x00"\r\n\r\n\x80\x81',
         lambda: b"Subject: =?utf-8?b?////?=\r\nContent-Transfer-Encoding: base64\r\n\r\n@@@@",
         lambda: (
             b"Content-Type: multipart/report; report-type=delivery-status; boundary=B\r\n\r\n"
             b"--B\r\nContent-Type: message/delivery-status\r\n\r\n"
-            + b"Final-Recipient: rfc822; " + b"a" * 900 + b"\r\nStatus: 9.9.9\r\n\r\n--B--\r\n"
+            + b"Final-Recipient: rfc822; "
+            + b"a" * 900
+            + b"\r\nStatus: 9.9.9\r\n\r\n--B--\r\n"
         ),
         lambda: b"\r\n" * rng.randint(1, 50),
     ]
