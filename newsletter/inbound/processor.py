@@ -157,6 +157,8 @@ def apply_classification(row: InboundMessage, classification: Classification) ->
     kind = classification.kind
     if kind == InboundKind.UNKNOWN:
         return "nothing (kept for staff)"
+    if subscriber is None and not use_addresses and not classification.tokens:
+        return _untraced(row, classification)
     if subscriber is None:
         return f"nothing: {classification.detail}, no subscriber of ours named"
     keys = suppression_keys()
@@ -185,6 +187,17 @@ def apply_classification(row: InboundMessage, classification: Classification) ->
             subscriber.unsubscribe_reason = classification.detail[:300]
         return f"subscriber {subscriber.id} " + ("unsubscribed" if left else "already left")
     return "nothing"
+
+
+def _untraced(row: InboundMessage, classification: Classification) -> str:
+    """With VERP every message of ours carries a token, so a bounce or complaint without one
+    cannot be trusted (anyone can write a DSN naming any address): it changes nothing and is
+    kept for staff as unknown, with the subscriber its addresses name, if any."""
+    row.kind = InboundKind.UNKNOWN
+    named = _target(classification, use_addresses=True).subscriber
+    row.subscriber_id = named.id if named is not None else None
+    about = f"subscriber {named.id}" if named is not None else "no subscriber of ours"
+    return f"nothing: {classification.detail} for {about}, no return-path token (kept for staff)"
 
 
 def _finish(row: InboundMessage, outcome: str) -> None:
