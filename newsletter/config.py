@@ -203,6 +203,10 @@ SOFT_BOUNCE_WINDOW = timedelta(days=14)
 # listener refuses anything larger than INBOUND_MAX_MESSAGE_BYTES at DATA (552).
 INBOUND_RAW_KEEP_BYTES = 64 * 1024
 INBOUND_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
+# Storing an inbound message gives up on a PostgreSQL lock after this long (a migration, a
+# stuck transaction) so the listener answers 451 and the MTA retries, rather than holding the
+# MTA's connection; SQLite's busy timeout plays the same part there.
+INBOUND_STORE_LOCK_TIMEOUT_SECONDS = 10
 # Messages whose processing failed are retried this many times (then left for staff).
 INBOUND_MAX_ATTEMPTS = 5
 # The IMAP poller: how often the worker polls, and where handled mail goes.

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..config import (
     INBOUND_MAX_ATTEMPTS,
     INBOUND_RAW_KEEP_BYTES,
+    INBOUND_STORE_LOCK_TIMEOUT_SECONDS,
     SOFT_BOUNCE_WINDOW,
     SOFT_BOUNCES_BEFORE_BOUNCED,
 )
@@ -57,7 +58,14 @@ def store_inbound(
     envelope_from: str | None = None,
     recipients: Sequence[str] = (),
 ) -> int:
-    """Store a message before anything else looks at it; commits and returns its id."""
+    """Store a message before anything else looks at it; commits and returns its id.
+
+    Raises when it cannot (database unreachable, locked past the lock timeout): the caller
+    must then refuse the message temporarily."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        # For this transaction only; the value is ours, never the message's.
+        timeout_ms = int(INBOUND_STORE_LOCK_TIMEOUT_SECONDS * 1000)
+        db.session.execute(text(f"SET LOCAL lock_timeout = {timeout_ms}"))
     row = InboundMessage(
         source=source,
         received_at=utcnow(),
