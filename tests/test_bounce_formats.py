@@ -20,6 +20,7 @@ from tests.support.feedback import (
     add_delivery,
     add_subscriber,
     bare_dsn,
+    delay_notice,
     dsn,
     exim_bounce,
     qmail_bounce,
@@ -122,6 +123,12 @@ def test_a_tokenless_dsn_at_the_plain_address_changes_nothing_and_is_kept_for_st
         assert "no return-path token" in record.outcome
         # Likewise a plain-text bounce that reaches the plain address.
         send(listener, BOUNCE_ADDRESS, qmail_bounce(BOUNCE_ADDRESS, "gone@example.com"))
+        assert status_of(gone.id) == "confirmed"
+        # A delay notice without a token is noise, not something for staff to read.
+        send(listener, BOUNCE_ADDRESS, delay_notice(BOUNCE_ADDRESS, "gone@example.com"))
+        db.session.expire_all()
+        last = db.session.scalars(select(InboundMessage).order_by(InboundMessage.id.desc())).first()
+        assert last.kind == InboundKind.DELAYED and last.raw is None
         assert status_of(gone.id) == "confirmed"
 
 

@@ -165,7 +165,8 @@ def apply_classification(row: InboundMessage, classification: Classification) ->
     kind = classification.kind
     if kind == InboundKind.UNKNOWN:
         return "nothing (kept for staff)"
-    if subscriber is None and not use_addresses and not classification.tokens:
+    untraced = subscriber is None and not use_addresses and not classification.tokens
+    if untraced and kind != InboundKind.DELAYED:  # a delay notice is noise, traced or not
         return _untraced(row, classification)
     if subscriber is None:
         return f"nothing: {classification.detail}, no subscriber of ours named"
