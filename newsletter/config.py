@@ -197,14 +197,19 @@ SUPPRESSION_SALT = "newsletter.suppression"
 # an erasure after unsubscribing) is about bulk mail only, and a reset code the person asked
 # for must still reach them.
 SUPPRESSED_FOR_ALL_MAIL = frozenset({"hard_bounce"})
-# Soft bounces (4.x.x) decay like Mailman's bounce score: only those of the last
-# SOFT_BOUNCE_WINDOW count, and this many of them make the subscriber bounced.
+# Soft bounces (4.x.x failures; delay notices are not bounces) are scored like Mailman's
+# bounce score: the days of the last SOFT_BOUNCE_WINDOW with a soft bounce (one per day, a
+# delivery counted once), and a score of this many makes the subscriber bounced.
 SOFT_BOUNCES_BEFORE_BOUNCED = 3
 SOFT_BOUNCE_WINDOW = timedelta(days=14)
 # Inbound mail kept for staff (unknown kinds, failed processing) is cut at this size; the
 # listener refuses anything larger than INBOUND_MAX_MESSAGE_BYTES at DATA (552).
 INBOUND_RAW_KEEP_BYTES = 64 * 1024
 INBOUND_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
+# Storing an inbound message gives up on a PostgreSQL lock after this long (a migration, a
+# stuck transaction) so the listener answers 451 and the MTA retries, rather than holding the
+# MTA's connection; SQLite's busy timeout plays the same part there.
+INBOUND_STORE_LOCK_TIMEOUT_SECONDS = 10
 # Messages whose processing failed are retried this many times (then left for staff).
 INBOUND_MAX_ATTEMPTS = 5
 # The IMAP poller: how often the worker polls, and where handled mail goes.

@@ -368,6 +368,7 @@ class InboundKind(enum.StrEnum):
     PENDING = "pending"  # stored, not yet processed
     HARD_BOUNCE = "hard_bounce"
     SOFT_BOUNCE = "soft_bounce"
+    DELAYED = "delayed"  # a delay notice (DSN Action: delayed): still queued, not a bounce
     COMPLAINT = "complaint"
     UNSUBSCRIBE = "unsubscribe"
     UNKNOWN = "unknown"

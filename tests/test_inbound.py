@@ -100,17 +100,24 @@ def test_return_path_token_survives_a_lower_casing_mta(app, listener, codec):
         assert status_of(gone.id) == "bounced"
 
 
-def test_soft_bounces_decay_one_leaves_confirmed_three_make_bounced(app, listener, codec):
+def days_earlier(days: int = 1) -> None:
+    """What has come back so far arrived ``days`` earlier."""
+    from datetime import timedelta
+
+    for row in db.session.scalars(select(InboundMessage)):
+        row.received_at -= timedelta(days=days)
+    db.session.commit()
+
+
+def test_soft_bounces_decay_one_leaves_confirmed_three_days_make_bounced(app, listener, codec):
     with app.app_context():
         full = add_subscriber("full@example.com")
-        delivery = add_delivery(full)
-        return_path = codec.address(BOUNCE_ADDRESS, "delivery", delivery.id)
-        send(listener, return_path, dsn(return_path, "full@example.com", "4.2.2"))
-        assert status_of(full.id) == "confirmed"
-        send(listener, return_path, dsn(return_path, "full@example.com", "4.2.2"))
-        assert status_of(full.id) == "confirmed"
-        send(listener, return_path, dsn(return_path, "full@example.com", "4.2.2"))
-        assert status_of(full.id) == "bounced"
+        # One digest a day, each soft-bouncing: the score counts days (tests/test_bounce_score).
+        for day in range(3):
+            return_path = codec.address(BOUNCE_ADDRESS, "delivery", add_delivery(full).id)
+            send(listener, return_path, dsn(return_path, "full@example.com", "4.2.2"))
+            assert status_of(full.id) == ("bounced" if day == 2 else "confirmed")
+            days_earlier()
         kinds = db.session.scalars(select(InboundMessage.kind)).all()
         assert kinds == [InboundKind.SOFT_BOUNCE] * 3
         # A soft bounce is not a reason to refuse the address for ever.
@@ -118,19 +125,16 @@ def test_soft_bounces_decay_one_leaves_confirmed_three_make_bounced(app, listene
 
 
 def test_old_soft_bounces_no_longer_count(app, listener, codec):
-    from datetime import timedelta
-
     from newsletter.config import SOFT_BOUNCE_WINDOW
 
     with app.app_context():
         full = add_subscriber("full@example.com")
-        delivery = add_delivery(full)
-        return_path = codec.address(BOUNCE_ADDRESS, "delivery", delivery.id)
         for _ in range(2):
+            return_path = codec.address(BOUNCE_ADDRESS, "delivery", add_delivery(full).id)
             send(listener, return_path, dsn(return_path, "full@example.com", "4.2.2"))
-        for row in db.session.scalars(select(InboundMessage)):
-            row.received_at -= SOFT_BOUNCE_WINDOW + timedelta(hours=1)
-        db.session.commit()
+            days_earlier()
+        days_earlier(SOFT_BOUNCE_WINDOW.days)
+        return_path = codec.address(BOUNCE_ADDRESS, "delivery", add_delivery(full).id)
         send(listener, return_path, dsn(return_path, "full@example.com", "4.2.2"))
         assert status_of(full.id) == "confirmed"
 
@@ -140,9 +144,7 @@ def test_arf_complaint_unsubscribes_with_the_reason_in_the_consent_record(app, l
         angry = add_subscriber("angry@example.com")
         calm = add_subscriber("calm@example.com")
         mailto = codec.address(BOUNCE_ADDRESS, "subscriber", angry.id)
-        list_unsubscribe = (
-            f"<https://news.example.org/u/x>, <mailto:{mailto}?subject=unsubscribe>"
-        )
+        list_unsubscribe = f"<https://news.example.org/u/x>, <mailto:{mailto}?subject=unsubscribe>"
         send(listener, BOUNCE_ADDRESS, arf(BOUNCE_ADDRESS, "angry@example.com", list_unsubscribe))
         db.session.expire_all()
         row = db.session.get(Subscriber, angry.id)
@@ -247,11 +249,26 @@ def test_inbound_command_listens_and_stores(app, app_config, codec, tmp_path):
         gone_id, delivery_id = gone.id, add_delivery(gone).id
     log = open(tmp_path / "inbound.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
-        [sys.executable, "-m", "flask", "--app", "newsletter", "inbound", "--host",
-         "127.0.0.1", "--port", str(port), "--lmtp"],
-        cwd=ROOT, env=env, stdout=log, stderr=log,
+        [
+            sys.executable,
+            "-m",
+            "flask",
+            "--app",
+            "newsletter",
+            "inbound",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--lmtp",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=log,
     )
     try:
+
         def connectable() -> bool:
             try:
                 smtplib.LMTP("127.0.0.1", port).quit()

@@ -4,7 +4,11 @@ handled mail leaves the folder for ``Processed`` only once it is stored."""
 from __future__ import annotations
 
 import os
+import ssl
+import subprocess
+from datetime import timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from sqlalchemy import func, select
@@ -27,13 +31,59 @@ from tests.support.feedback import (
 )
 
 
-@pytest.fixture
-def dovecot():
+def _require_dovecot() -> None:
     if not Path(DOVECOT).exists():
         if os.environ.get("CI") == "true":
             pytest.fail("dovecot is missing: .ci/run installs dovecot-imapd")
         pytest.skip("dovecot (dovecot-imapd) is not installed")
+
+
+@pytest.fixture
+def dovecot():
+    _require_dovecot()
     server = Dovecot(free_port())
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1, made for this test run."""
+    folder = tmp_path_factory.mktemp("imap-tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.fixture
+def dovecot_tls(certificate):
+    """dovecot speaking imaps only (implicit TLS, port 993's protocol) with that certificate."""
+    _require_dovecot()
+    server = Dovecot(free_port(), tls=certificate)
     try:
         server.start()
         yield server
@@ -62,7 +112,15 @@ def test_mailbox_urls_are_parsed_and_bad_ones_refused():
     assert (settings.secure, settings.host, settings.port) == (True, "mail.example.org", 993)
     assert (settings.user, settings.password, settings.folder) == ("b@x", "p/w", "Bounces")
     assert parse_mailbox_url("imap://u:p@h:1143").folder == "INBOX"
-    for bad in ("http://u:p@h/INBOX", "imap://h/INBOX", "imap://u@h/INBOX", "imap:///x"):
+    assert parse_mailbox_url("imaps://u:p@h/INBOX").cafile is None
+    assert parse_mailbox_url("imaps://u:p@h/INBOX?cafile=%2Fetc%2Fca.pem").cafile == "/etc/ca.pem"
+    for bad in (
+        "http://u:p@h/INBOX",
+        "imap://h/INBOX",
+        "imap://u@h/INBOX",
+        "imap:///x",
+        "imaps://u:p@h/INBOX?cafle=/etc/ca.pem",  # a misspelt key is not silently ignored
+    ):
         with pytest.raises(MailboxUrlError):
             parse_mailbox_url(bad)
 
@@ -95,13 +153,15 @@ def test_bounces_complaints_and_mailto_requests_from_the_mailbox(app, dovecot, c
         assert dovecot.count(BOUNCE_MAILBOX_DONE_FOLDER) == 4
         assert {row.source for row in db.session.scalars(select(InboundMessage))} == {"imap"}
 
-        # Two more soft bounces within the window: bounced.
-        dovecot.append(dsn(full_path, full.email, "4.2.2"))
-        assert poll_bounce_mailbox(dovecot.url) == 1
-        assert status_of(full.id) == "confirmed"
-        dovecot.append(dsn(full_path, full.email, "4.2.2"))
-        assert poll_bounce_mailbox(dovecot.url) == 1
-        assert status_of(full.id) == "bounced"
+        # Two more digests soft-bouncing on two more days within the window: bounced.
+        for day in (1, 2):
+            for row in db.session.scalars(select(InboundMessage)):
+                row.received_at -= timedelta(days=1)
+            db.session.commit()
+            next_path = codec.address(BOUNCE_ADDRESS, "delivery", add_delivery(full).id)
+            dovecot.append(dsn(next_path, full.email, "4.2.2"))
+            assert poll_bounce_mailbox(dovecot.url) == 1
+            assert status_of(full.id) == ("bounced" if day == 2 else "confirmed")
         # An empty folder is a quiet poll.
         assert poll_bounce_mailbox(dovecot.url) == 0
 
@@ -150,3 +210,47 @@ def test_a_wrong_password_changes_nothing_and_keeps_the_mail(app, dovecot, codec
             poll_bounce_mailbox(dovecot.url.replace(dovecot.password, "wrong"))
         assert status_of(gone.id) == "confirmed"
         assert dovecot.count("INBOX") == 1
+
+
+def test_imaps_reads_the_mailbox_trusting_the_ca_file_of_the_url(app, dovecot_tls, codec):
+    cert, _key = dovecot_tls.tls
+    url = f"{dovecot_tls.url}?cafile={quote(str(cert), safe='')}"
+    assert url.startswith("imaps://")
+    with app.app_context():
+        gone = add_subscriber("gone@example.com")
+        return_path = codec.address(BOUNCE_ADDRESS, "delivery", add_delivery(gone).id)
+        dovecot_tls.append(dsn(return_path, gone.email, "5.1.1"))
+        assert poll_bounce_mailbox(url) == 1
+        assert status_of(gone.id) == "bounced"
+        assert dovecot_tls.count("INBOX") == 0
+        assert dovecot_tls.count(BOUNCE_MAILBOX_DONE_FOLDER) == 1
+
+
+def test_imaps_refuses_a_certificate_it_cannot_verify_and_keeps_the_mail(app, dovecot_tls, codec):
+    with app.app_context():
+        gone = add_subscriber("gone@example.com")
+        return_path = codec.address(BOUNCE_ADDRESS, "delivery", add_delivery(gone).id)
+        dovecot_tls.append(dsn(return_path, gone.email, "5.1.1"))
+        # The system's CAs do not vouch for a self-signed certificate.
+        with pytest.raises(ssl.SSLCertVerificationError):
+            poll_bounce_mailbox(dovecot_tls.url)
+        assert status_of(gone.id) == "confirmed"
+        assert dovecot_tls.count("INBOX") == 1
+        assert db.session.scalar(select(func.count(InboundMessage.id))) == 0
+
+
+def test_the_worker_polls_an_imaps_mailbox(make_app, dovecot_tls, codec):
+    from newsletter.scheduling.worker import Worker
+
+    cert, _key = dovecot_tls.tls
+    url = f"{dovecot_tls.url}?cafile={quote(str(cert), safe='')}"
+    app = make_app(BOUNCE_ADDRESS=BOUNCE_ADDRESS, BOUNCE_MAILBOX_URL=url)
+    with app.app_context():
+        gone = add_subscriber("gone@example.com")
+        gone_id = gone.id
+        return_path = codec.address(BOUNCE_ADDRESS, "delivery", add_delivery(gone).id)
+    dovecot_tls.append(dsn(return_path, "gone@example.com", "5.1.1"))
+    Worker(app, name="imaps-worker").run(until_idle=True)
+    with app.app_context():
+        assert status_of(gone_id) == "bounced"
+    assert dovecot_tls.count("INBOX") == 0

@@ -83,7 +83,10 @@ def _embedded_headers(message: email.message.Message) -> list[email.message.Mess
 
 
 def _delivery_status(message: email.message.Message) -> tuple[str | None, str]:
-    """The worst Status of the failed or delayed recipients of a DSN, and its Action."""
+    """The worst Status of the failed recipients of a DSN, and its Action.
+
+    Delayed recipients are left out: a delay notice says the message is still queued, and a
+    delay is not a failure (the MTA reports the failure later, if it comes to that)."""
     worst: str | None = None
     worst_action = ""
     for part in _parts(message):
@@ -96,7 +99,9 @@ def _delivery_status(message: email.message.Message) -> tuple[str | None, str]:
             for block in blocks:
                 action = str(block.get("Action", "")).strip().lower()
                 match = _STATUS_RE.search(str(block.get("Status", "")))
-                if match is None or action in {"delivered", "relayed", "expanded"}:
+                if match is None or action.startswith(
+                    ("delivered", "relayed", "expanded", "delayed")
+                ):
                     continue
                 code = ".".join(match.groups())
                 # A permanent failure outranks a temporary one in the same report.
@@ -191,10 +196,18 @@ def _classify(
             temporary, permanent = all_failures(message)
         except Exception:  # noqa: BLE001
             temporary, permanent = frozenset(), frozenset()
-        if permanent or temporary:
-            kind = InboundKind.HARD_BOUNCE if permanent else InboundKind.SOFT_BOUNCE
-            addresses = [_text(a) for a in (permanent or temporary)]
-            return Classification(kind, None, tokens, addresses, "bounce (non-standard format)")
+        if permanent:
+            addresses = [_text(a) for a in permanent]
+            return Classification(
+                InboundKind.HARD_BOUNCE, None, tokens, addresses, "bounce (non-standard format)"
+            )
+        if temporary:
+            # flufl.bounce's "temporary" failures are delay warnings (DSN Action: delayed and
+            # the plain-text "still trying" notices); Mailman does not score them either.
+            addresses = [_text(a) for a in temporary]
+            return Classification(
+                InboundKind.DELAYED, None, tokens, addresses, "delay notice (not a bounce)"
+            )
 
     subscriber_tokens = [t for t in outer_tokens if t.kind == "subscriber"]
     if subscriber_tokens and not _auto_submitted(message):

@@ -1,4 +1,5 @@
-"""The bounce mailbox poller: ``NEWSLETTER_BOUNCE_MAILBOX_URL=imap(s)://user:pass@host[:port]/FOLDER``.
+"""The bounce mailbox poller: ``NEWSLETTER_BOUNCE_MAILBOX_URL=imap(s)://user:pass@host[:port]/FOLDER``
+(``?cafile=/path/ca.pem`` to trust a private CA over imaps, as ``MAIL_URL`` takes it).
 
 Each message is fetched, stored (committed) and processed by the one processor, and only then
 moved to ``BOUNCE_MAILBOX_DONE_FOLDER``: a crash in between leaves it in the folder, to be read
@@ -12,7 +13,7 @@ import logging
 import re
 import ssl
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..config import BOUNCE_MAILBOX_DONE_FOLDER, IMAP_TIMEOUT_SECONDS, INBOUND_MAX_MESSAGE_BYTES
 from .processor import receive
@@ -34,15 +35,25 @@ class MailboxSettings:
     user: str
     password: str
     folder: str
+    # A CA bundle to verify the server's certificate with instead of the system's.
+    cafile: str | None = None
+
+
+# Query keys the URL may carry; anything else is a mistake worth refusing.
+_QUERY_KEYS = {"cafile"}
 
 
 def parse_mailbox_url(url: str) -> MailboxSettings:
-    """``imap://`` (port 143) or ``imaps://`` (port 993) with user, password and folder."""
+    """``imap://`` (port 143) or ``imaps://`` (port 993) with user, password and folder;
+    ``?cafile=`` names a CA bundle to trust (a private CA, a test's self-signed certificate)."""
     parts = urlsplit(url)
     if parts.scheme not in ("imap", "imaps") or not parts.hostname:
         raise MailboxUrlError("expected imap://user:pass@host[:port]/FOLDER or imaps://...")
     if not parts.username or parts.password is None:
         raise MailboxUrlError("the bounce mailbox URL needs a user and a password")
+    query = parse_qs(parts.query, keep_blank_values=True)
+    if set(query) - _QUERY_KEYS:
+        raise MailboxUrlError(f"unknown bounce mailbox URL option(s): {sorted(set(query))}")
     secure = parts.scheme == "imaps"
     return MailboxSettings(
         secure=secure,
@@ -51,6 +62,7 @@ def parse_mailbox_url(url: str) -> MailboxSettings:
         user=unquote(parts.username),
         password=unquote(parts.password),
         folder=unquote(parts.path.lstrip("/")) or "INBOX",
+        cafile=(query.get("cafile") or [""])[0] or None,
     )
 
 
@@ -63,7 +75,7 @@ def _connect(settings: MailboxSettings) -> imaplib.IMAP4:
         return imaplib.IMAP4_SSL(
             settings.host,
             settings.port,
-            ssl_context=ssl.create_default_context(),
+            ssl_context=ssl.create_default_context(cafile=settings.cafile),
             timeout=IMAP_TIMEOUT_SECONDS,
         )
     return imaplib.IMAP4(settings.host, settings.port, timeout=IMAP_TIMEOUT_SECONDS)

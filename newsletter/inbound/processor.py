@@ -11,15 +11,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..config import (
     INBOUND_MAX_ATTEMPTS,
     INBOUND_RAW_KEEP_BYTES,
+    INBOUND_STORE_LOCK_TIMEOUT_SECONDS,
     SOFT_BOUNCE_WINDOW,
     SOFT_BOUNCES_BEFORE_BOUNCED,
 )
@@ -57,7 +58,14 @@ def store_inbound(
     envelope_from: str | None = None,
     recipients: Sequence[str] = (),
 ) -> int:
-    """Store a message before anything else looks at it; commits and returns its id."""
+    """Store a message before anything else looks at it; commits and returns its id.
+
+    Raises when it cannot (database unreachable, locked past the lock timeout): the caller
+    must then refuse the message temporarily."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        # For this transaction only; the value is ours, never the message's.
+        timeout_ms = int(INBOUND_STORE_LOCK_TIMEOUT_SECONDS * 1000)
+        db.session.execute(text(f"SET LOCAL lock_timeout = {timeout_ms}"))
     row = InboundMessage(
         source=source,
         received_at=utcnow(),
@@ -111,15 +119,28 @@ def _target(classification: Classification, use_addresses: bool) -> Target:
     return Target(None)
 
 
-def _recent_soft_bounces(subscriber_id: int, now, exclude_id: int | None) -> int:
-    query = select(func.count(InboundMessage.id)).where(
-        InboundMessage.subscriber_id == subscriber_id,
-        InboundMessage.kind == InboundKind.SOFT_BOUNCE,
-        InboundMessage.received_at >= now - SOFT_BOUNCE_WINDOW,
-    )
-    if exclude_id is not None:
-        query = query.where(InboundMessage.id != exclude_id)
-    return db.session.scalar(query) or 0
+def _soft_bounce_score(row: InboundMessage, subscriber_id: int, now: datetime) -> int:
+    """Mailman's bounce score: the days inside ``SOFT_BOUNCE_WINDOW`` with a soft bounce, this
+    one included. One per day however many arrive, and a delivery (digest) counts only on the
+    first day it bounced: an MTA reporting the same message twice is one failure."""
+    earlier = db.session.execute(
+        select(InboundMessage.received_at, InboundMessage.digest_id).where(
+            InboundMessage.subscriber_id == subscriber_id,
+            InboundMessage.kind == InboundKind.SOFT_BOUNCE,
+            InboundMessage.received_at >= now - SOFT_BOUNCE_WINDOW,
+            InboundMessage.id != row.id,
+        )
+    ).all()
+    bounces = sorted([*earlier, (row.received_at or now, row.digest_id)], key=lambda b: b[0])
+    days: set[date] = set()
+    digests: set[int] = set()
+    for received_at, digest_id in bounces:
+        if digest_id is not None:
+            if digest_id in digests:
+                continue
+            digests.add(digest_id)
+        days.add(received_at.date())
+    return len(days)
 
 
 def _mark_bounced(subscriber: Subscriber, now) -> bool:
@@ -144,6 +165,9 @@ def apply_classification(row: InboundMessage, classification: Classification) ->
     kind = classification.kind
     if kind == InboundKind.UNKNOWN:
         return "nothing (kept for staff)"
+    untraced = subscriber is None and not use_addresses and not classification.tokens
+    if untraced and kind != InboundKind.DELAYED:  # a delay notice is noise, traced or not
+        return _untraced(row, classification)
     if subscriber is None:
         return f"nothing: {classification.detail}, no subscriber of ours named"
     keys = suppression_keys()
@@ -152,12 +176,15 @@ def apply_classification(row: InboundMessage, classification: Classification) ->
         changed = _mark_bounced(subscriber, now)
         suppress(keys, subscriber.email_key, "hard_bounce", classification.detail)
         return f"subscriber {subscriber.id} " + ("bounced" if changed else "already inactive")
+    if kind == InboundKind.DELAYED:
+        return f"nothing: subscriber {subscriber.id}, a delay notice is not a bounce"
     if kind == InboundKind.SOFT_BOUNCE:
-        # Decaying score: only soft bounces inside the window count, this one included.
-        count = _recent_soft_bounces(subscriber.id, now, row.id) + 1
-        if count >= SOFT_BOUNCES_BEFORE_BOUNCED and _mark_bounced(subscriber, now):
-            return f"subscriber {subscriber.id} bounced ({count} soft bounces)"
-        return f"subscriber {subscriber.id}: soft bounce {count}/{SOFT_BOUNCES_BEFORE_BOUNCED}"
+        score = _soft_bounce_score(row, subscriber.id, now)
+        if score >= SOFT_BOUNCES_BEFORE_BOUNCED and _mark_bounced(subscriber, now):
+            return f"subscriber {subscriber.id} bounced (soft bounces on {score} days)"
+        return (
+            f"subscriber {subscriber.id}: soft bounce score {score}/{SOFT_BOUNCES_BEFORE_BOUNCED}"
+        )
     if kind == InboundKind.COMPLAINT:
         left = unsubscribe(subscriber, method="complaint")
         subscriber.unsubscribe_reason = classification.detail[:300]
@@ -169,6 +196,17 @@ def apply_classification(row: InboundMessage, classification: Classification) ->
             subscriber.unsubscribe_reason = classification.detail[:300]
         return f"subscriber {subscriber.id} " + ("unsubscribed" if left else "already left")
     return "nothing"
+
+
+def _untraced(row: InboundMessage, classification: Classification) -> str:
+    """With VERP every message of ours carries a token, so a bounce or complaint without one
+    cannot be trusted (anyone can write a DSN naming any address): it changes nothing and is
+    kept for staff as unknown, with the subscriber its addresses name, if any."""
+    row.kind = InboundKind.UNKNOWN
+    named = _target(classification, use_addresses=True).subscriber
+    row.subscriber_id = named.id if named is not None else None
+    about = f"subscriber {named.id}" if named is not None else "no subscriber of ours"
+    return f"nothing: {classification.detail} for {about}, no return-path token (kept for staff)"
 
 
 def _finish(row: InboundMessage, outcome: str) -> None:

@@ -1,4 +1,5 @@
-"""Console pages of the feedback loop: the suppression list (view, lift) and inbound mail.
+"""Console pages of the feedback loop: the suppression list (view, lift) and inbound mail
+(the latest, and one message's headers and text).
 
 Routes hang on the console's blueprint (``/admin``), so they share its login and helpers.
 """
@@ -10,6 +11,7 @@ from flask_babel import gettext as _
 from sqlalchemy import func, select
 
 from ..config import CONSOLE_PAGE_SIZE
+from ..domain.feedback import readable_message
 from ..domain.suppressions import SuppressionKeys, lift, suppression_entries
 from ..extensions import db
 from ..models import InboundMessage, Suppression
@@ -22,6 +24,7 @@ def reason_label(reason: str) -> str:
         "hard_bounce": _("hard bounce"),
         "complaint": _("complaint"),
         "soft_bounce": _("soft bounce"),
+        "delayed": _("delay notice"),
         "unsubscribe": _("mailto unsubscribe"),
         "unknown": _("unknown"),
         "pending": _("waiting"),
@@ -62,3 +65,21 @@ def lift_suppression(suppression_id: int):
     db.session.commit()
     flash(_("The address may be mailed again; it has to subscribe again itself."), "ok")
     return redirect(url_for("admin.suppressions"), 303)
+
+
+@blueprint.get(f"/inbound/<{ID}:message_id>")
+@requires("subscribers:read")
+def inbound_message(message_id: int):
+    """One inbound message: what it was and changed, and the copy kept of unknown mail, shown
+    as text (the template escapes it; nothing in a message is rendered as HTML)."""
+    row = db.session.get(InboundMessage, message_id)
+    if row is None:
+        abort(404)
+    readable = readable_message(row.raw) if row.raw is not None else None
+    return render_template(
+        "admin/inbound_message.html",
+        message=row,
+        readable=readable,
+        truncated=row.raw is not None and row.size > len(row.raw),
+        reason_label=reason_label,
+    )

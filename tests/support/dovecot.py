@@ -1,5 +1,6 @@
 """A real IMAP server for tests: Debian's dovecot, started as a private instance with its own
-configuration in a temporary directory, on a free loopback port, plain-text login (no TLS).
+configuration in a temporary directory, on a free loopback port: plain IMAP, or implicit TLS
+(imaps) with a certificate the test made.
 
 Run as root (CI, the dev machines), dovecot insists that its login processes run as an
 unprivileged user, so the instance uses the package's own ``dovecot``/``dovenull`` users; as
@@ -13,6 +14,7 @@ import imaplib
 import os
 import pwd
 import shutil
+import ssl
 import subprocess
 import tempfile
 import time
@@ -26,7 +28,7 @@ state_dir = {root}/state
 log_path = {root}/dovecot.log
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 default_internal_user = {internal_user}
@@ -46,10 +48,12 @@ userdb {{
 service imap-login {{
   inet_listener imap {{
     address = 127.0.0.1
-    port = {port}
+    port = {imap_port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {imaps_port}
+    ssl = yes
   }}
   chroot =
 }}
@@ -65,8 +69,16 @@ namespace inbox {{
 class Dovecot:
     """One private dovecot with one mailbox account (``user``/``password``)."""
 
-    def __init__(self, port: int, user: str = "bounces", password: str = "s3cret") -> None:
+    def __init__(
+        self,
+        port: int,
+        user: str = "bounces",
+        password: str = "s3cret",
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
+        """``tls`` (certificate, key): listen for imaps only, on ``port``."""
         self.port = port
+        self.tls = tls
         self.user = user
         self.password = password
         # Not under pytest's tmp_path: its parents are private to root, and the mail processes
@@ -90,10 +102,17 @@ class Dovecot:
             f"{self.root}/mail/{self.user}\n"
         )
         config = self.root / "dovecot.conf"
+        if self.tls is not None:
+            cert, key = self.tls
+            ssl_setting = f"ssl = required\nssl_cert = <{cert}\nssl_key = <{key}"
+        else:
+            ssl_setting = "ssl = no"
         config.write_text(
             CONFIG.format(
                 root=self.root,
-                port=self.port,
+                ssl=ssl_setting,
+                imap_port=0 if self.tls else self.port,
+                imaps_port=self.port if self.tls else 0,
                 internal_user=internal_user,
                 internal_group=internal_group,
                 login_user=login_user,
@@ -120,13 +139,18 @@ class Dovecot:
                 time.sleep(0.1)
 
     def client(self) -> imaplib.IMAP4:
-        client = imaplib.IMAP4("127.0.0.1", self.port, timeout=10)
+        if self.tls is not None:
+            context = ssl.create_default_context(cafile=str(self.tls[0]))
+            client = imaplib.IMAP4_SSL("127.0.0.1", self.port, ssl_context=context, timeout=10)
+        else:
+            client = imaplib.IMAP4("127.0.0.1", self.port, timeout=10)
         client.login(self.user, self.password)
         return client
 
     @property
     def url(self) -> str:
-        return f"imap://{self.user}:{self.password}@127.0.0.1:{self.port}/INBOX"
+        scheme = "imaps" if self.tls is not None else "imap"
+        return f"{scheme}://{self.user}:{self.password}@127.0.0.1:{self.port}/INBOX"
 
     def append(self, data: bytes, folder: str = "INBOX") -> None:
         client = self.client()

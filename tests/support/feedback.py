@@ -86,6 +86,51 @@ def dsn(return_path: str, final_recipient: str, status: str, action: str = "fail
     ).encode()
 
 
+def delay_notice(return_path: str, final_recipient: str) -> bytes:
+    """Postfix's "Delayed Mail (still being retried)" warning: an RFC 3464 DSN whose only
+    recipient block says ``Action: delayed`` (the message is still queued, not failed)."""
+    return (
+        f"Return-Path: <>\r\n"
+        f"Delivered-To: {return_path}\r\n"
+        f"From: MAILER-DAEMON@mx.example.net (Mail Delivery System)\r\n"
+        f"To: {return_path}\r\n"
+        f"Subject: Delayed Mail (still being retried)\r\n"
+        f"Auto-Submitted: auto-replied\r\n"
+        f"MIME-Version: 1.0\r\n"
+        f'Content-Type: multipart/report; report-type=delivery-status; boundary="DLY"\r\n'
+        f"\r\n"
+        f"--DLY\r\n"
+        f"Content-Type: text/plain; charset=us-ascii\r\n"
+        f"\r\n"
+        f"This is a warning only; you do not need to resend your message.\r\n"
+        f"Delivery will be attempted again for 4 days.\r\n"
+        f"\r\n"
+        f"--DLY\r\n"
+        f"Content-Type: message/delivery-status\r\n"
+        f"\r\n"
+        f"Reporting-MTA: dns; mx.example.net\r\n"
+        f"Arrival-Date: Tue, 1 Dec 2026 20:00:00 +0000\r\n"
+        f"\r\n"
+        f"Final-Recipient: rfc822; {final_recipient}\r\n"
+        f"Original-Recipient: rfc822;{final_recipient}\r\n"
+        f"Action: delayed\r\n"
+        f"Status: 4.4.1\r\n"
+        f"Diagnostic-Code: X-Postfix; connect to mx.example.com[192.0.2.7]:25: Connection timed"
+        f" out\r\n"
+        f"Will-Retry-Until: Sat, 5 Dec 2026 20:00:00 +0000\r\n"
+        f"\r\n"
+        f"--DLY\r\n"
+        f"Content-Type: text/rfc822-headers\r\n"
+        f"\r\n"
+        f"Return-Path: <{return_path}>\r\n"
+        f"From: Newsroom <news@example.org>\r\n"
+        f"To: {final_recipient}\r\n"
+        f"Subject: Digest\r\n"
+        f"\r\n"
+        f"--DLY--\r\n"
+    ).encode()
+
+
 def arf(report_to: str, original_recipient: str, list_unsubscribe: str) -> bytes:
     """An RFC 5965 abuse report as a mailbox provider's feedback loop sends it."""
     return (
@@ -150,18 +195,130 @@ def malformed_messages(count: int, to: str, seed: int = 12) -> list[bytes]:
             + b'"\r\n\r\n--x\r\nContent-Type: message/delivery-status\r\n\r\nStatus: 5.1.1\r\n'
         ),
         lambda: b"Content-Type: message/feedback-report\r\n\r\n\xff\xfe\x00garbage",
-        lambda: (
-            f"To: {to}\r\nFrom: x\r\nContent-Type: multipart/mixed\r\n\r\nno boundary".encode()
-        ),
+        lambda: f"To: {to}\r\nFrom: x\r\nContent-Type: multipart/mixed\r\n\r\nno boundary".encode(),
         lambda: b"To: bounces+d-aa-aaaaaaaaaa@example.org\r\nSubject: forged\r\n\r\nhi",
         lambda: f"To: bounces+u-{'b' * rng.randint(1, 30)}-zz@example.org\r\n\r\nx".encode(),
-        lambda: b"Content-Type: text/plain; charset=\"unknown-8bit\x00\"\r\n\r\n\x80\x81",
+        lambda: b'Content-Type: text/plain; charset="unknown-8bit\x00"\r\n\r\n\x80\x81',
         lambda: b"Subject: =?utf-8?b?////?=\r\nContent-Transfer-Encoding: base64\r\n\r\n@@@@",
         lambda: (
             b"Content-Type: multipart/report; report-type=delivery-status; boundary=B\r\n\r\n"
             b"--B\r\nContent-Type: message/delivery-status\r\n\r\n"
-            + b"Final-Recipient: rfc822; " + b"a" * 900 + b"\r\nStatus: 9.9.9\r\n\r\n--B--\r\n"
+            + b"Final-Recipient: rfc822; "
+            + b"a" * 900
+            + b"\r\nStatus: 9.9.9\r\n\r\n--B--\r\n"
         ),
         lambda: b"\r\n" * rng.randint(1, 50),
     ]
     return [shapes[index % len(shapes)]() for index in range(count)]
+
+
+def qmail_bounce(to: str, failed: str, original_return_path: str = "") -> bytes:
+    """qmail's plain-text QSBMF bounce (no DSN part): only flufl.bounce's detectors read it."""
+    return (
+        f"Return-Path: <>\r\n"
+        f"Delivered-To: {to}\r\n"
+        f"From: MAILER-DAEMON@mx.example.net\r\n"
+        f"To: {to}\r\n"
+        f"Subject: failure notice\r\n"
+        f"\r\n"
+        f"Hi. This is the qmail-send program at mx.example.net.\r\n"
+        f"I'm afraid I wasn't able to deliver your message to the following addresses.\r\n"
+        f"This is a permanent error; I've given up. Sorry it didn't work out.\r\n"
+        f"\r\n"
+        f"<{failed}>:\r\n"
+        f"Sorry, no mailbox here by that name. (#5.1.1)\r\n"
+        f"\r\n"
+        f"--- Below this line is a copy of the message.\r\n"
+        f"\r\n"
+        f"Return-Path: <{original_return_path or to}>\r\n"
+        f"From: Newsroom <news@example.org>\r\n"
+        f"To: {failed}\r\n"
+        f"Subject: Digest\r\n"
+        f"\r\n"
+        f"The digest.\r\n"
+    ).encode()
+
+
+def exim_bounce(to: str, failed: str) -> bytes:
+    """Exim's plain-text bounce, naming the failed address in X-Failed-Recipients."""
+    return (
+        f"Return-path: <>\r\n"
+        f"Envelope-to: {to}\r\n"
+        f"From: Mail Delivery System <Mailer-Daemon@mx.example.net>\r\n"
+        f"To: {to}\r\n"
+        f"Subject: Mail delivery failed: returning message to sender\r\n"
+        f"X-Failed-Recipients: {failed}\r\n"
+        f"Auto-Submitted: auto-replied\r\n"
+        f"\r\n"
+        f"This message was created automatically by mail delivery software.\r\n"
+        f"\r\n"
+        f"A message that you sent could not be delivered to one or more of its\r\n"
+        f"recipients. This is a permanent error. The following address(es) failed:\r\n"
+        f"\r\n"
+        f"  {failed}\r\n"
+        f"    SMTP error from remote mail server after RCPT TO:<{failed}>:\r\n"
+        f"    550 5.1.1 User unknown\r\n"
+        f"\r\n"
+        f"------ This is a copy of the message, including all the headers. ------\r\n"
+        f"\r\n"
+        f"From: Newsroom <news@example.org>\r\n"
+        f"To: {failed}\r\n"
+        f"Subject: Digest\r\n"
+        f"\r\n"
+        f"The digest.\r\n"
+    ).encode()
+
+
+def yahoo_bounce(to: str, failed: str) -> bytes:
+    """Yahoo!'s own plain-text bounce format."""
+    return (
+        f"Return-Path: <>\r\n"
+        f"From: MAILER-DAEMON@yahoo.com\r\n"
+        f"To: {to}\r\n"
+        f"Subject: Failure Notice\r\n"
+        f"X-Uidl: GVMPJTx2Ak4ZoFwAyf\r\n"
+        f"\r\n"
+        f"Message from  yahoo.com.\r\n"
+        f"Unable to deliver message to the following address(es).\r\n"
+        f"\r\n"
+        f"<{failed}>:\r\n"
+        f"Sorry your message to {failed} cannot be delivered. This account has been"
+        f" disabled or discontinued [#102].\r\n"
+        f"\r\n"
+        f"--- Original message follows.\r\n"
+        f"\r\n"
+        f"From: Newsroom <news@example.org>\r\n"
+        f"To: {failed}\r\n"
+        f"Subject: Digest\r\n"
+        f"\r\n"
+        f"The digest.\r\n"
+    ).encode()
+
+
+def bare_dsn(to: str, final_recipient: str, status: str, original_recipient: str = "") -> bytes:
+    """An RFC 3464 DSN that quotes nothing of the original (no headers, no Return-Path)."""
+    original = original_recipient or final_recipient
+    return (
+        f"From: Mail Delivery Subsystem <MAILER-DAEMON@mx.example.net>\r\n"
+        f"To: {to}\r\n"
+        f"Subject: Delivery Status Notification (Failure)\r\n"
+        f"MIME-Version: 1.0\r\n"
+        f'Content-Type: multipart/report; report-type=delivery-status; boundary="B2"\r\n'
+        f"\r\n"
+        f"--B2\r\n"
+        f"Content-Type: text/plain\r\n"
+        f"\r\n"
+        f"Delivery to {final_recipient} failed.\r\n"
+        f"\r\n"
+        f"--B2\r\n"
+        f"Content-Type: message/delivery-status\r\n"
+        f"\r\n"
+        f"Reporting-MTA: dns; mx.example.net\r\n"
+        f"\r\n"
+        f"Original-Recipient: rfc822;{original}\r\n"
+        f"Final-Recipient: rfc822; {final_recipient}\r\n"
+        f"Action: failed\r\n"
+        f"Status: {status}\r\n"
+        f"\r\n"
+        f"--B2--\r\n"
+    ).encode()
