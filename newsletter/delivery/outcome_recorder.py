@@ -1,10 +1,11 @@
 """Outcomes written as they come, so a crash re-sends at most the messages in flight.
 
-Each sending thread hands every outcome to its ``OutcomeRecorder``, whose own thread (and own
-database connection) commits whatever has gathered, again and again: a group commit that never
-waits for a batch to end. The sender may run ahead of what is committed by at most ``window``
-messages; beyond that it waits. A SIGKILL therefore re-sends at most ``window`` recorded-in-
-memory messages plus the one on the wire, per connection.
+The sending threads of a pool hand every outcome to one ``OutcomeRecorder``, whose own thread
+(and own database connection) commits whatever has gathered, again and again: a group commit
+that never waits for a batch to end. The senders together may run ahead of what is committed by
+at most ``window`` messages (one window per connection); beyond that they wait. A SIGKILL
+therefore re-sends at most ``window`` recorded-in-memory messages plus one on the wire per
+connection.
 
 The recorder also renews the leases of the claims its sender holds, so a slow relay (a rate
 cap, a throttling server) never lets a lease lapse under a sender that is still working, and
@@ -61,6 +62,11 @@ class OutcomeRecorder:
         self._cond = threading.Condition()
         self._pending = BatchOutcomes()
         self._unrecorded = 0
+        # Outcomes handed over and committed since the start: ``flush`` waits for its own,
+        # not for a moment with nothing pending (other senders of a shared recorder keep
+        # adding, so that moment may never come).
+        self._added = 0
+        self._recorded = 0
         self._tokens: set[str] = set()
         # Set by ``flush``: the sender is about to look at the digest (finish it), so the
         # progress counters go out with the outcomes instead of at the next interval.
@@ -102,7 +108,8 @@ class OutcomeRecorder:
         with self._cond:
             self._counters_wanted = True
             self._cond.notify_all()
-            while self._unrecorded and self._thread.is_alive():
+            target = self._added
+            while self._recorded < target and self._thread.is_alive():
                 self._cond.wait(0.5)
 
     def close(self) -> None:
@@ -116,6 +123,7 @@ class OutcomeRecorder:
         with self._cond:
             append(self._pending)
             self._unrecorded += count
+            self._added += count
             self._cond.notify_all()
 
     # -- the recorder's thread ----------------------------------------------------------------
@@ -189,4 +197,5 @@ class OutcomeRecorder:
                 self.on_recorded(result)
             with self._cond:
                 self._unrecorded -= len(batch)
+                self._recorded += len(batch)
                 self._cond.notify_all()

@@ -182,6 +182,20 @@ def _send_with_one_reconnect(transport: Transport, sender: str, recipient: str, 
             return send(sender, recipient, data)
 
 
+def new_recorder(app: Flask, stats: SendStats, *, senders: int) -> OutcomeRecorder:
+    """One recorder for ``senders`` sending threads: one writer commits all their outcomes
+    (a group commit of up to one window per sender), instead of one writer per connection
+    queueing on SQLite's single write lock and each paying its own commit. The crash bound is
+    unchanged: at most ``SEND_UNRECORDED_WINDOW`` unrecorded outcomes per connection in all."""
+    window = int(app.config.get("SEND_UNRECORDED_WINDOW") or 1)
+    return OutcomeRecorder(
+        app,
+        lease=timedelta(seconds=int(app.config["DELIVERY_LEASE_SECONDS"])),
+        window=window * senders,
+        on_recorded=lambda counts: stats.add(0, *counts),
+    )
+
+
 def batch_size_for(configured: int, rate: float, lease: timedelta) -> int:
     """A batch a sender can finish within half its lease at the relay's cap (the lease is
     renewed anyway; this keeps a frozen sender's claim small)."""
@@ -202,8 +216,10 @@ class DeliverySender:
         stats: SendStats,
         stopping: threading.Event,
         lease_sweeper: Callable[[], None],
+        recorder: OutcomeRecorder | None = None,
     ) -> None:
         self.app = app
+        self.shared_recorder = recorder
         self.templates = templates
         self.limiter = limiter
         self.stats = stats
@@ -221,12 +237,7 @@ class DeliverySender:
             transport = open_bulk_stream_transport(self.app.config)
             sender = envelope_sender(stream_mail_from(STREAM_NEWSLETTER, self.app.config))
             links = UnsubscribeLinks()
-            recorder = OutcomeRecorder(
-                self.app,
-                lease=self.lease,
-                window=int(self.app.config.get("SEND_UNRECORDED_WINDOW") or 1),
-                on_recorded=lambda counts: self.stats.add(0, *counts),
-            )
+            recorder = self.shared_recorder or new_recorder(self.app, self.stats, senders=1)
             outage = OUTAGE_BACKOFF_FIRST_SECONDS
             try:
                 while not self.stopping.is_set():
@@ -251,7 +262,8 @@ class DeliverySender:
                             break
                         self.stopping.wait(poll_interval)
             finally:
-                recorder.close()
+                if recorder is not self.shared_recorder:
+                    recorder.close()
                 transport.close()
                 db.session.remove()
 
@@ -307,6 +319,7 @@ class DigestSendingPool:
         self.limiter = send_rate_limiter(app)
         self.connections = max(1, int(app.config.get("SEND_CONNECTIONS") or 1))
         self._threads: list[threading.Thread] = []
+        self._recorder: OutcomeRecorder | None = None
         self._sweep_lock = threading.Lock()
         self._last_sweep = 0.0
 
@@ -320,7 +333,7 @@ class DigestSendingPool:
         if released:
             log.warning("%s deliveries of a dead worker put back in the queue", released)
 
-    def _sender(self) -> DeliverySender:
+    def _sender(self, recorder: OutcomeRecorder) -> DeliverySender:
         return DeliverySender(
             self.app,
             templates=self.templates,
@@ -328,29 +341,35 @@ class DigestSendingPool:
             stats=self.stats,
             stopping=self.stopping,
             lease_sweeper=self._sweep_leases,
+            recorder=recorder,
         )
 
     def run_until_idle(self) -> SendStats:
         """Send everything due now on all connections, then return."""
+        recorder = new_recorder(self.app, self.stats, senders=self.connections)
         threads = [
             threading.Thread(
-                target=self._sender().run,
+                target=self._sender(recorder).run,
                 kwargs={"until_idle": True},
                 name=f"digest-sender-{index}",
             )
             for index in range(self.connections)
         ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        finally:
+            recorder.close()
         return self.stats
 
     def start(self, poll_interval: float = 1.0) -> None:
         """Send in the background until ``stop()``."""
+        self._recorder = new_recorder(self.app, self.stats, senders=self.connections)
         for index in range(self.connections):
             thread = threading.Thread(
-                target=self._sender().run,
+                target=self._sender(self._recorder).run,
                 kwargs={"until_idle": False, "poll_interval": poll_interval},
                 name=f"digest-sender-{index}",
                 daemon=True,
@@ -362,3 +381,6 @@ class DigestSendingPool:
         self.stopping.set()
         for thread in self._threads:
             thread.join(timeout)
+        if self._recorder is not None:
+            self._recorder.close()
+            self._recorder = None
