@@ -53,8 +53,11 @@ ENV = {
 def test_without_a_terminal_progress_is_plain_log_lines(app, smtp_sink, database_url, tmp_path):
     digest_id = start_digest(app)
     worker = WorkerProcess(
-        database_url=database_url, smtp_port=smtp_sink.port, name="progress-log",
-        log_dir=tmp_path, env=ENV,
+        database_url=database_url,
+        smtp_port=smtp_sink.port,
+        name="progress-log",
+        log_dir=tmp_path,
+        env=ENV,
     )
     try:
         wait_sent(app, digest_id)
@@ -82,9 +85,23 @@ def test_in_a_terminal_progress_is_a_bar_redrawn_in_place(app, smtp_sink, databa
         **ENV,
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "flask", "--app", "newsletter", "worker", "--name", "progress-tty",
-         "--poll-interval", "0.2"],
-        cwd=ROOT, env=env, stdin=terminal, stdout=terminal, stderr=terminal,
+        [
+            sys.executable,
+            "-m",
+            "flask",
+            "--app",
+            "newsletter",
+            "worker",
+            "--name",
+            "progress-tty",
+            "--poll-interval",
+            "0.2",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
     )
     os.close(terminal)
     output = b""
@@ -114,3 +131,34 @@ def test_in_a_terminal_progress_is_a_bar_redrawn_in_place(app, smtp_sink, databa
     assert any(0 < n < SIZE for n in counts), counts
     assert all(len(bar) == 30 for bar, _ in frames)
     assert f"of {SIZE} done" not in text  # the bar, not log lines
+
+
+def test_an_import_shows_the_outbox_draining_in_the_workers_log(
+    app, smtp_sink, mailbox, database_url, tmp_path
+):
+    """Importing addresses queues their confirmations; the worker says how many still wait."""
+    from newsletter.delivery.imports import apply_subscriber_import
+    from newsletter.domain.subscriber_import import plan_subscriber_import
+
+    rows = "\n".join(f"reader{n}@example.org" for n in range(SIZE))
+    with app.app_context():
+        plan = plan_subscriber_import(f"email\n{rows}\n", "fr")
+        apply_subscriber_import(plan)
+        db.session.commit()
+    worker = WorkerProcess(
+        database_url=database_url,
+        smtp_port=smtp_sink.port,
+        name="progress-outbox",
+        log_dir=tmp_path,
+        env=ENV,
+    )
+    try:
+        assert len(mailbox.wait_for(SIZE, timeout=60)) == SIZE
+        time.sleep(1)  # one more interval: the last line
+    finally:
+        worker.stop()
+    log = worker.log()
+    waiting = [int(n) for n in re.findall(r"outbox: (\d+) messages waiting", log)]
+    assert waiting and waiting[-1] == 0, log
+    assert any(0 < n < SIZE for n in waiting), waiting  # seen mid-way
+    assert waiting == sorted(waiting, reverse=True)

@@ -1,5 +1,7 @@
-"""Progress of long work in the worker (digests being sent): a bar redrawn in place when
-stderr is a terminal, a plain log line per digest and interval otherwise (journald, files)."""
+"""Progress of long work in the worker: digests being sent, and the outbox draining (an import
+of thousands of addresses queues as many confirmation emails). A bar redrawn in place when
+stderr is a terminal, a plain log line per digest (and for the outbox) and interval otherwise
+(journald, files)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
+from ..delivery.outbox import pending_outbox_count
 from ..domain.digests import digest_progress
 from ..extensions import db
 from ..models import Digest, DigestStatus
@@ -33,6 +36,7 @@ class SendProgress:
         )
         self._next = 0.0
         self._shown: dict[int, int] = {}  # digest id -> done, as last reported
+        self._outbox_shown = 0  # messages waiting in the outbox, as last reported
         self._bar_drawn = False
 
     def tick(self) -> None:
@@ -58,14 +62,18 @@ class SendProgress:
                         )
                     )
                 ] if self._shown else []
+                waiting = pending_outbox_count()
                 db.session.remove()
         except SQLAlchemyError:
             return  # the send loop reports database trouble; progress just waits
         if self.tty:
-            self._draw(rows)
+            self._draw(rows, waiting)
             for digest_id, *_ in finished:
                 self._shown.pop(digest_id, None)
             return
+        if waiting != self._outbox_shown:
+            log.info("outbox: %s messages waiting", waiting)
+            self._outbox_shown = waiting
         for digest_id, language, progress in rows + finished:
             if self._shown.get(digest_id) != progress.done:
                 log.info(
@@ -75,8 +83,8 @@ class SendProgress:
                 )
         self._shown = {digest_id: progress.done for digest_id, _, progress in rows}
 
-    def _draw(self, rows: list) -> None:
-        if not rows:
+    def _draw(self, rows: list, waiting: int = 0) -> None:
+        if not rows and not waiting:
             if self._bar_drawn:
                 self.stream.write("\n")
                 self.stream.flush()
@@ -91,6 +99,8 @@ class SendProgress:
                 f"digest {digest_id} [{language}] [{bar}] {progress.done}/{progress.recipients}"
             )
             self._shown[digest_id] = progress.done
+        if waiting:
+            parts.append(f"outbox {waiting} waiting")
         self.stream.write("\r" + "  ".join(parts) + "\x1b[K")
         self.stream.flush()
         self._bar_drawn = True

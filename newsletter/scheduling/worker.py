@@ -155,6 +155,12 @@ class Worker:
         senders = DigestSendingPool(self.app, self.stopping)
         metrics_server = self._serve_metrics()
         self.progress = SendProgress(self.app)
+        # Its own thread: a batch of outbox mail under a slow relay takes minutes, and the
+        # progress of it (and of digests) must show meanwhile, not between batches.
+        reporter = threading.Thread(
+            target=self._report_progress, name="worker-progress", daemon=True
+        )
+        reporter.start()
         election.start()
         senders.start(self.poll_interval)
         log.info("worker %s started", self.name)
@@ -170,6 +176,11 @@ class Worker:
                 metrics_server.server_close()
         summary.extra["digest messages sent"] = senders.stats.sent
         return summary
+
+    def _report_progress(self) -> None:
+        while not self.stopping.wait(0.1):
+            if self.progress is not None:
+                self.progress.tick()  # cheap until its interval has passed
 
     def _serve_metrics(self):  # type: ignore[no-untyped-def]
         """The worker's own metrics port (``NEWSLETTER_WORKER_METRICS_PORT``), when set."""
@@ -270,8 +281,6 @@ class Worker:
                     outage = OUTAGE_BACKOFF_FIRST_SECONDS
                     claimed += self._webhook_pass()
                     summary.outbox_claimed += claimed
-                    if self.progress is not None:
-                        self.progress.tick()
                     claimed_total += claimed
                     if until_idle:
                         if pending_outbox_count() == 0 or claimed == 0:
