@@ -138,9 +138,46 @@ def clear_tables(database_url: str) -> None:
 
 
 @pytest.fixture
-def app_config(database_url: str, smtp_sink: SmtpSink) -> dict:
+def app_config(request, database_url: str, smtp_sink: SmtpSink) -> dict:
     """Override keys here (by depending on it and mutating) before ``app`` is built."""
-    return make_config(database_url, smtp_sink.port)
+    config = make_config(database_url, smtp_sink.port)
+    if request.node.get_closest_marker("verp"):  # the feedback-loop tests
+        from tests.support.feedback import BOUNCE_ADDRESS
+
+        config["BOUNCE_ADDRESS"] = BOUNCE_ADDRESS
+    return config
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The machine's Redis (db 1) for a deployment-wide send cap: skipped without one, except
+    in CI, where ``.ci/run`` starts it and its absence is a broken install."""
+    import redis
+
+    url = "redis://127.0.0.1:6379/1"
+    try:
+        redis.Redis.from_url(url, socket_timeout=2).ping()
+    except redis.RedisError:
+        if os.environ.get("CI"):
+            pytest.fail("no Redis on 127.0.0.1:6379 (.ci/run starts one)")
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    return url
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (TLS servers: SMTP STARTTLS, dovecot imaps)."""
+    from tests.support.tls import self_signed_certificate
+
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def codec():
+    """Return-path tokens as the test app signs them (feedback-loop tests)."""
+    from newsletter.domain.return_paths import ReturnPathCodec
+
+    return ReturnPathCodec(TEST_SECRET_KEY)
 
 
 @pytest.fixture

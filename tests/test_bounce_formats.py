@@ -9,7 +9,6 @@ import smtplib
 import pytest
 from sqlalchemy import select
 
-from newsletter.domain.return_paths import ReturnPathCodec
 from newsletter.domain.suppressions import SuppressionKeys, is_suppressed
 from newsletter.extensions import db
 from newsletter.inbound.listener import InboundController
@@ -27,16 +26,7 @@ from tests.support.feedback import (
     yahoo_bounce,
 )
 
-
-@pytest.fixture
-def app_config(app_config):
-    app_config["BOUNCE_ADDRESS"] = BOUNCE_ADDRESS
-    return app_config
-
-
-@pytest.fixture
-def codec() -> ReturnPathCodec:
-    return ReturnPathCodec(TEST_SECRET_KEY)
+pytestmark = pytest.mark.verp
 
 
 def _listening(application):

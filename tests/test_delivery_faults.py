@@ -67,19 +67,6 @@ def worker(database_url, smtp_sink, tmp_path, name, *, until_idle=False, **env):
     )
 
 
-@pytest.fixture
-def redis_url() -> str:
-    """The machine's Redis (db 1); the test skips without one."""
-    import redis
-
-    url = "redis://127.0.0.1:6379/1"
-    try:
-        redis.Redis.from_url(url, socket_timeout=2).ping()
-    except redis.RedisError:
-        pytest.skip("no Redis on 127.0.0.1:6379")
-    return url
-
-
 def started_digest(language: str = "en", **values) -> int:
     digest = create_digest({"language": language, **values})
     db.session.commit()

@@ -11,7 +11,6 @@ import sys
 import pytest
 from sqlalchemy import func, select
 
-from newsletter.domain.return_paths import ReturnPathCodec
 from newsletter.domain.suppressions import SuppressionKeys, is_suppressed
 from newsletter.extensions import db
 from newsletter.inbound.listener import InboundController
@@ -28,16 +27,7 @@ from tests.support.feedback import (
     malformed_messages,
 )
 
-
-@pytest.fixture
-def app_config(app_config):
-    app_config["BOUNCE_ADDRESS"] = BOUNCE_ADDRESS
-    return app_config
-
-
-@pytest.fixture
-def codec() -> ReturnPathCodec:
-    return ReturnPathCodec(TEST_SECRET_KEY)
+pytestmark = pytest.mark.verp
 
 
 @pytest.fixture(params=["smtp", "lmtp"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import ssl
-import subprocess
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import quote
@@ -14,11 +13,10 @@ import pytest
 from sqlalchemy import func, select
 
 from newsletter.config import BOUNCE_MAILBOX_DONE_FOLDER
-from newsletter.domain.return_paths import ReturnPathCodec
 from newsletter.extensions import db
 from newsletter.inbound.imap import MailboxUrlError, parse_mailbox_url, poll_bounce_mailbox
 from newsletter.models import InboundKind, InboundMessage, Subscriber, Suppression
-from tests.conftest import TEST_SECRET_KEY, free_port
+from tests.conftest import free_port
 from tests.support.dovecot import DOVECOT, Dovecot
 from tests.support.feedback import (
     BOUNCE_ADDRESS,
@@ -29,6 +27,8 @@ from tests.support.feedback import (
     mailto_request,
     malformed_messages,
 )
+
+pytestmark = pytest.mark.verp
 
 
 def _require_dovecot() -> None:
@@ -49,36 +49,6 @@ def dovecot():
         server.stop()
 
 
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1, made for this test run."""
-    folder = tmp_path_factory.mktemp("imap-tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
-
-
 @pytest.fixture
 def dovecot_tls(certificate):
     """dovecot speaking imaps only (implicit TLS, port 993's protocol) with that certificate."""
@@ -89,17 +59,6 @@ def dovecot_tls(certificate):
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture
-def app_config(app_config):
-    app_config["BOUNCE_ADDRESS"] = BOUNCE_ADDRESS
-    return app_config
-
-
-@pytest.fixture
-def codec() -> ReturnPathCodec:
-    return ReturnPathCodec(TEST_SECRET_KEY)
 
 
 def status_of(subscriber_id: int) -> str:

@@ -10,23 +10,13 @@ import sqlite3
 import pytest
 from sqlalchemy import func, select
 
-from newsletter.domain.return_paths import ReturnPathCodec
 from newsletter.extensions import db
 from newsletter.inbound.listener import InboundController
 from newsletter.models import InboundMessage, Subscriber
-from tests.conftest import TEST_SECRET_KEY, free_port
+from tests.conftest import free_port
 from tests.support.feedback import BOUNCE_ADDRESS, add_delivery, add_subscriber, dsn
 
-
-@pytest.fixture
-def app_config(app_config):
-    app_config["BOUNCE_ADDRESS"] = BOUNCE_ADDRESS
-    return app_config
-
-
-@pytest.fixture
-def codec() -> ReturnPathCodec:
-    return ReturnPathCodec(TEST_SECRET_KEY)
+pytestmark = pytest.mark.verp
 
 
 def hand_over(

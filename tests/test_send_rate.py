@@ -8,8 +8,6 @@ import secrets
 import threading
 import time
 
-import pytest
-
 from newsletter.delivery.digest_runs import run_digest
 from newsletter.delivery.outbox import deliver_outbox_batch, queue_message
 from newsletter.delivery.send_rate import send_rate_limiter
@@ -20,19 +18,6 @@ from newsletter.extensions import db
 from tests.support.digests import add_release, add_subscribers
 
 SLOW_DOMAIN = "slow.example"
-
-
-@pytest.fixture
-def redis_url() -> str:
-    """The machine's Redis (db 1); the test skips without one."""
-    import redis
-
-    url = "redis://127.0.0.1:6379/1"
-    try:
-        redis.Redis.from_url(url, socket_timeout=2).ping()
-    except redis.RedisError:
-        pytest.skip("no Redis on 127.0.0.1:6379")
-    return url
 
 
 def start_digest(language: str = "en") -> int:

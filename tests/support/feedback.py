@@ -230,13 +230,16 @@ def qmail_bounce(to: str, failed: str, original_return_path: str = "") -> bytes:
         f"\r\n"
         f"--- Below this line is a copy of the message.\r\n"
         f"\r\n"
-        f"Return-Path: <{original_return_path or to}>\r\n"
-        f"From: Newsroom <news@example.org>\r\n"
-        f"To: {failed}\r\n"
-        f"Subject: Digest\r\n"
-        f"\r\n"
-        f"The digest.\r\n"
+        f"Return-Path: <{original_return_path or to}>\r\n" + quoted_digest(failed)
     ).encode()
+
+
+def quoted_digest(failed: str) -> str:
+    """The copy of the original digest a plain-text bounce quotes after its explanation."""
+    return (
+        f"From: Newsroom <news@example.org>\r\nTo: {failed}\r\nSubject: Digest\r\n\r\n"
+        "The digest.\r\n"
+    )
 
 
 def exim_bounce(to: str, failed: str) -> bytes:
@@ -260,12 +263,7 @@ def exim_bounce(to: str, failed: str) -> bytes:
         f"    550 5.1.1 User unknown\r\n"
         f"\r\n"
         f"------ This is a copy of the message, including all the headers. ------\r\n"
-        f"\r\n"
-        f"From: Newsroom <news@example.org>\r\n"
-        f"To: {failed}\r\n"
-        f"Subject: Digest\r\n"
-        f"\r\n"
-        f"The digest.\r\n"
+        f"\r\n" + quoted_digest(failed)
     ).encode()
 
 
@@ -286,12 +284,7 @@ def yahoo_bounce(to: str, failed: str) -> bytes:
         f" disabled or discontinued [#102].\r\n"
         f"\r\n"
         f"--- Original message follows.\r\n"
-        f"\r\n"
-        f"From: Newsroom <news@example.org>\r\n"
-        f"To: {failed}\r\n"
-        f"Subject: Digest\r\n"
-        f"\r\n"
-        f"The digest.\r\n"
+        f"\r\n" + quoted_digest(failed)
     ).encode()
 
 
