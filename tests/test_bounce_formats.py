@@ -4,15 +4,13 @@ the plain bounce address with no return-path token, with and without VERP config
 
 from __future__ import annotations
 
-import smtplib
-
 import pytest
 from sqlalchemy import select
 
 from newsletter.domain.suppressions import SuppressionKeys, is_suppressed
 from newsletter.extensions import db
 from newsletter.inbound.listener import InboundController
-from newsletter.models import InboundKind, InboundMessage, Subscriber
+from newsletter.models import InboundKind, InboundMessage
 from tests.conftest import TEST_SECRET_KEY, free_port
 from tests.support.feedback import (
     BOUNCE_ADDRESS,
@@ -23,6 +21,8 @@ from tests.support.feedback import (
     dsn,
     exim_bounce,
     qmail_bounce,
+    send,
+    status_of,
     yahoo_bounce,
 )
 
@@ -49,16 +49,6 @@ def no_verp_listener(make_app):
     controller = _listening(make_app(BOUNCE_ADDRESS=""))
     yield controller
     controller.stop()
-
-
-def send(listener, recipient: str, data: bytes) -> None:
-    with smtplib.SMTP("127.0.0.1", listener.port, timeout=10) as client:
-        assert client.sendmail("", [recipient], data) == {}
-
-
-def status_of(subscriber_id: int) -> str:
-    db.session.expire_all()
-    return db.session.get(Subscriber, subscriber_id).status
 
 
 def only_record() -> InboundMessage:

@@ -4,7 +4,6 @@ and the subscriber is bounced once the score reaches the threshold inside the wi
 
 from __future__ import annotations
 
-import smtplib
 from datetime import timedelta
 
 import pytest
@@ -13,7 +12,7 @@ from sqlalchemy import select
 from newsletter.config import SOFT_BOUNCES_BEFORE_BOUNCED
 from newsletter.extensions import db
 from newsletter.inbound.listener import InboundController
-from newsletter.models import InboundKind, InboundMessage, Subscriber
+from newsletter.models import InboundKind, InboundMessage
 from tests.conftest import free_port
 from tests.support.feedback import (
     BOUNCE_ADDRESS,
@@ -21,6 +20,8 @@ from tests.support.feedback import (
     add_subscriber,
     delay_notice,
     dsn,
+    send,
+    status_of,
 )
 
 pytestmark = pytest.mark.verp
@@ -32,16 +33,6 @@ def listener(app):
     controller.start()
     yield controller
     controller.stop()
-
-
-def send(listener, recipient: str, data: bytes) -> None:
-    with smtplib.SMTP("127.0.0.1", listener.port, timeout=10) as client:
-        assert client.sendmail("", [recipient], data) == {}
-
-
-def status_of(subscriber_id: int) -> str:
-    db.session.expire_all()
-    return db.session.get(Subscriber, subscriber_id).status
 
 
 def last_outcome() -> str:

@@ -315,3 +315,19 @@ def bare_dsn(to: str, final_recipient: str, status: str, original_recipient: str
         f"\r\n"
         f"--B2--\r\n"
     ).encode()
+
+
+def send(listener, recipient: str, data: bytes) -> None:
+    """Hand ``data`` to the inbound listener as an MTA would (null sender, one recipient)."""
+    import smtplib
+
+    with smtplib.SMTP("127.0.0.1", listener.port, timeout=10) as client:
+        assert client.sendmail("", [recipient], data) == {}
+
+
+def status_of(subscriber_id: int) -> str:
+    from newsletter.extensions import db
+    from newsletter.models import Subscriber
+
+    db.session.expire_all()
+    return db.session.get(Subscriber, subscriber_id).status
