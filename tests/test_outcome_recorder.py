@@ -49,3 +49,44 @@ def test_progress_counters_are_written_now_and_then_not_once_a_message(app, mail
     connections = int(app.config["SEND_CONNECTIONS"])
     bound = size // batch + connections * (elapsed / COUNTERS_EVERY_SECONDS + 1)
     assert len(counter_writes) <= bound, f"{len(counter_writes)} counter writes in {elapsed:.1f}s"
+
+
+def test_a_lost_recorder_connection_costs_no_outcome_and_no_duplicate(app, mailbox, caplog):
+    """The recorder writes on a connection of its own: when a write on it fails (the server
+    ended it, a lock), the outcomes are kept, written through a new connection, and nothing
+    is sent twice."""
+    size = 60
+    app.config["SEND_BATCH_SIZE"] = 20
+    with app.app_context():
+        add_subscribers(size, language="en")
+        add_release(language="en")
+        digest = create_digest({"language": "en"})
+        db.session.commit()
+        digest_id = digest.id
+        assert run_digest(digest_id).result == "sending"
+        engine = db.engine
+    failures: list[int] = []
+
+    def fail_twice(connection, cursor, statement, parameters, context, executemany):
+        if statement.startswith("UPDATE deliveries SET status") and len(failures) < 2:
+            if "smtp_response" in statement:
+                failures.append(id(connection))
+                connection.invalidate()
+                raise RuntimeError("the database ended the recorder's connection")
+
+    event.listen(engine, "before_cursor_execute", fail_twice)
+    try:
+        with caplog.at_level("WARNING", logger="newsletter.delivery.outcome_recorder"):
+            DigestSendingPool(app).run_until_idle()
+    finally:
+        event.remove(engine, "before_cursor_execute", fail_twice)
+    assert len(failures) == 2
+    assert "recording outcomes failed; retrying" in caplog.text
+    received = mailbox.wait_for(size)
+    time.sleep(0.3)  # anything sent twice would have arrived by now
+    recipients = [address for message in mailbox.messages for address in message.rcpt_tos]
+    assert len(recipients) == size and len(set(recipients)) == size
+    with app.app_context():
+        row = digest_row(digest_id)
+        assert (row.status, row.sent, row.failed) == (DigestStatus.SENT, size, 0)
+    assert len(received) == size

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import (
+    Connection,
     bindparam,
     func,
     select,
@@ -42,6 +43,35 @@ from ..observability import instruments
 RETRY_CAP = timedelta(hours=1)
 
 log = logging.getLogger(__name__)
+
+# The recorder runs these for every message sent: built once as Core statements (their
+# compiled form is cached), not an ORM bulk UPDATE composed per call, which cost more CPU
+# than the SMTP conversation itself (bench/README.md, "The recorder's statements").
+_deliveries = Delivery.__table__
+_MARK_SENT = (
+    _deliveries.update()
+    .where(
+        _deliveries.c.id == bindparam("b_id"),
+        _deliveries.c.claim_token == bindparam("b_token"),
+        _deliveries.c.status == DeliveryStatus.SENDING,
+    )
+    .values(
+        status=DeliveryStatus.SENT,
+        smtp_code=250,
+        smtp_response=bindparam("b_response"),
+        lease_expires_at=None,
+        updated_at=bindparam("b_now"),
+    )
+)
+_subscribers = Subscriber.__table__
+_CLEAR_HARD_BOUNCES = (
+    _subscribers.update()
+    .where(
+        _subscribers.c.id == bindparam("b_subscriber"),
+        _subscribers.c.hard_bounces > 0,
+    )
+    .values(hard_bounces=0)
+)
 
 
 @dataclass(frozen=True)
@@ -294,6 +324,33 @@ def retry_delay(attempts: int, base_seconds: int) -> timedelta:
     return min(timedelta(seconds=base_seconds) * (2 ** max(attempts - 1, 0)), RETRY_CAP)
 
 
+def record_sent(
+    connection: Connection, sent: list[tuple[ClaimedDelivery, str]], now: datetime
+) -> dict[int, int]:
+    """Mark accepted deliveries sent, on ``connection`` in its transaction (the caller
+    commits); returns how many rows each digest had still ours to mark."""
+    rows_by_digest: dict[int, list[dict]] = defaultdict(list)
+    for delivery, response in sent:
+        rows_by_digest[delivery.digest_id].append(
+            {
+                "b_id": delivery.id,
+                "b_token": delivery.token,
+                "b_response": response[:500],
+                "b_now": now,
+            }
+        )
+    marked = {
+        digest_id: connection.execute(_MARK_SENT, rows).rowcount
+        for digest_id, rows in rows_by_digest.items()
+    }
+    if sent:
+        # Hard bounces count "in a row": a delivered message clears them.
+        connection.execute(
+            _CLEAR_HARD_BOUNCES, [{"b_subscriber": d.subscriber_id} for d, _ in sent]
+        )
+    return marked
+
+
 def record_outcomes(
     outcomes: BatchOutcomes,
     now: datetime | None = None,
@@ -313,39 +370,8 @@ def record_outcomes(
     # A row is ours while it still carries our claim token: once a lease sweep has put it back
     # (and perhaps another sender took it), our outcome is not to be written over theirs.
 
-    by_response: dict[tuple[int, str], list[ClaimedDelivery]] = defaultdict(list)
-    for delivery, response in outcomes.sent:
-        by_response[(delivery.digest_id, response[:500])].append(delivery)
-    for (digest_id, response), deliveries in by_response.items():
-        result = db.session.execute(
-            update(Delivery)
-            .where(
-                tuple_(Delivery.id, Delivery.claim_token).in_(
-                    [(d.id, d.token) for d in deliveries]
-                ),
-                Delivery.status == DeliveryStatus.SENDING,
-            )
-            .values(
-                status=DeliveryStatus.SENT,
-                smtp_code=250,
-                smtp_response=response,
-                lease_expires_at=None,
-                updated_at=now,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        sent_by_digest[digest_id] += result.rowcount
-    if outcomes.sent:
-        # Hard bounces count "in a row": a delivered message clears them.
-        db.session.execute(
-            update(Subscriber)
-            .where(
-                Subscriber.id.in_([d.subscriber_id for d, _ in outcomes.sent]),
-                Subscriber.hard_bounces > 0,
-            )
-            .values(hard_bounces=0)
-            .execution_options(synchronize_session=False)
-        )
+    for digest_id, count in record_sent(db.session.connection(), outcomes.sent, now).items():
+        sent_by_digest[digest_id] += count
 
     if outcomes.failed:
         retry_base = current_app.config["DELIVERY_RETRY_SECONDS"]
