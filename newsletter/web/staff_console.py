@@ -44,6 +44,7 @@ from .admin.console import (
     commit_keeping_staff_loaded,
     int_arg,
     staff_blueprint,
+    staff_error_message,
     streamed_download,
 )
 from .auth import audit, can, requires
@@ -62,19 +63,6 @@ def role_label(role: str | None) -> str:
         "viewer": _("viewer"),
     }
     return labels.get(role or "", role or "—")
-
-
-def staff_error_message(error: StaffError) -> str:
-    messages = {
-        "last_owner": _("There must stay at least one active owner."),
-        "not_staff": _("This account is not staff."),
-        "role": _("Choose a role."),
-        "scope": _("Choose known permissions."),
-        "already_staff": _("This address already has a staff account: log in instead."),
-        "password": _("For an existing account, enter that account's password."),
-        "self": _("You cannot disable your own account."),
-    }
-    return messages.get(error.reason, error.reason)
 
 
 @blueprint.context_processor

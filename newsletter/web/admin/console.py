@@ -16,6 +16,7 @@ from flask import Blueprint, Response, current_app, g, request, stream_with_cont
 from flask_babel import gettext as _
 
 from ...config import CSV_IMPORT_MAX_BYTES
+from ...domain.staff import StaffError
 from ...extensions import db
 from ..auth import can
 from ..inputs import InputError, is_json_request
@@ -46,23 +47,52 @@ def refuse_json_bodies() -> None:
         )
 
 
+def N_(word: str) -> str:  # noqa: N802 - the conventional marker Babel extracts
+    return word
+
+
+# The statuses of subscribers, digests and schedules, each its own English label: marked for
+# the catalog here, translated when shown.
+STATUS_WORDS = frozenset(
+    (
+        N_("pending"),
+        N_("confirmed"),
+        N_("unsubscribed"),
+        N_("bounced"),
+        N_("scheduled"),
+        N_("sending"),
+        N_("sent"),
+        N_("skipped"),
+        N_("failed"),
+        N_("active"),
+        N_("paused"),
+        N_("cancelled"),
+    )
+)
+
+
 def status_label(status: str) -> str:
     """A stored status (of a subscriber, digest or schedule) in the staff member's language."""
-    labels = {
-        "pending": _("pending"),
-        "confirmed": _("confirmed"),
-        "unsubscribed": _("unsubscribed"),
-        "bounced": _("bounced"),
-        "scheduled": _("scheduled"),
-        "sending": _("sending"),
-        "sent": _("sent"),
-        "skipped": _("skipped"),
-        "failed": _("failed"),
-        "active": _("active"),
-        "paused": _("paused"),
-        "cancelled": _("cancelled"),
+    return _(status) if status in STATUS_WORDS else status
+
+
+def staff_error_message(error: StaffError) -> str:
+    """Why the staff or subscriber change was refused, in the staff member's language."""
+    messages = {
+        "last_owner": _("There must stay at least one active owner."),
+        "not_staff": _("This account is not staff."),
+        "role": _("Choose a role."),
+        "scope": _("Choose known permissions."),
+        "already_staff": _("This address already has a staff account: log in instead."),
+        "password": _("For an existing account, enter that account's password."),
+        "self": _("You cannot disable your own account."),
+        # Changes to a subscriber (subscribers:write).
+        "language": _("Choose a language."),
+        "status": _("Choose confirmed, unsubscribed or bounced."),
+        "never_confirmed": _("This subscriber never confirmed: only they can give consent."),
+        "already_inactive": _("This subscriber has left already: there is nothing to mark."),
     }
-    return labels.get(status, status)
+    return messages.get(error.reason, error.reason)
 
 
 def console_time(value: datetime | None) -> str:

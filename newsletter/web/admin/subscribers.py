@@ -25,6 +25,7 @@ from .console import (
     commit_keeping_staff_loaded,
     int_arg,
     staff_blueprint,
+    staff_error_message,
     streamed_download,
 )
 
@@ -116,16 +117,6 @@ def export_subscribers():
 # --- Changes (issue 14: staff pages, ``staff_admin.*`` endpoints) -------------------------
 
 
-def subscriber_error_message(error: StaffError) -> str:
-    messages = {
-        "language": _("Choose a language."),
-        "status": _("Choose confirmed, unsubscribed or bounced."),
-        "never_confirmed": _("This subscriber never confirmed: only they can give consent."),
-        "already_inactive": _("This subscriber has left already: there is nothing to mark."),
-    }
-    return messages.get(error.reason, error.reason)
-
-
 @staff_blueprint.post(f"/subscribers/<{ID}:subscriber_id>/change")
 @requires("subscribers:write")
 def change_subscriber_view(subscriber_id: int):
@@ -136,7 +127,7 @@ def change_subscriber_view(subscriber_id: int):
         )
     except StaffError as exc:
         db.session.rollback()
-        flash(subscriber_error_message(exc), "bad")
+        flash(staff_error_message(exc), "bad")
         return redirect(url_for("admin.subscriber", subscriber_id=subscriber_id), 303)
     if changes:
         audit("subscriber.update", "subscriber", row.id, changes)
