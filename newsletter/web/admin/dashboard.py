@@ -66,7 +66,8 @@ def dashboard():
     return render_template(
         "admin/dashboard.html",
         counts=status_counts(),
-        movements=movements,
+        # The days something happened, the latest first, for the table under the chart.
+        active_days=[m for m in reversed(movements) if m.confirmations or m.departures],
         chart=movement_chart(movements),
         days=DASHBOARD_DAYS,
         digests=latest_digests(10),
