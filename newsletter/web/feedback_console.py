@@ -15,7 +15,7 @@ from ..domain.feedback import readable_message
 from ..domain.suppressions import SuppressionKeys, lift, suppression_entries
 from ..extensions import db
 from ..models import InboundMessage, Suppression
-from .admin import ID, blueprint, int_arg
+from .admin.console import ID, blueprint, int_arg
 from .auth import audit, requires, staff_required
 
 

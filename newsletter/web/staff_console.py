@@ -1,6 +1,7 @@
 """Staff pages of the console (issue 14): staff members and invitations, API tokens, the
-audit log and its export. Every view names its permission (``requires``); every change is
-written to the audit log in the transaction that makes it.
+audit log and its export (its webhooks and subscriber changes are in the ``admin`` package).
+Every view names its permission (``requires``); every change is written to the audit log in
+the transaction that makes it.
 """
 
 from __future__ import annotations
@@ -8,27 +9,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import (
-    Blueprint,
-    Flask,
-    Response,
-    abort,
-    current_app,
-    flash,
-    g,
-    redirect,
-    render_template,
-    request,
-    stream_with_context,
-    url_for,
-)
+from flask import Flask, abort, current_app, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import user_logged_in
 
-from ..config import AUDIT_PAGE_SIZE, WEBHOOK_EVENTS
+from ..config import AUDIT_PAGE_SIZE
 from ..delivery.staff import read_invitation, send_staff_invitation
 from ..domain import audit as audit_domain
-from ..domain import webhooks
 from ..domain.accounts import find_user
 from ..domain.addresses import InvalidAddress, normalise_address
 from ..domain.api_tokens import issue_api_token, revoke_api_token, tokens_of
@@ -49,23 +36,22 @@ from ..domain.staff import (
     role_of,
     staff_members,
 )
-from ..domain.subscriber_admin import change_subscriber, erase_subscriber
-from ..domain.suppressions import SuppressionKeys
 from ..domain.two_factor import is_enrolled
-from ..domain.webhooks import WebhookError
 from ..extensions import db
-from ..models import ApiToken, Subscriber, User, WebhookEndpoint, utcnow
-from . import admin
+from ..models import ApiToken, User, utcnow
+from .admin.console import (
+    ID,
+    commit_keeping_staff_loaded,
+    int_arg,
+    staff_blueprint,
+    staff_error_message,
+    streamed_download,
+)
 from .auth import audit, can, requires
 from .inputs import InputError, explain
 from .two_factor_gate import step_up
 
-blueprint = Blueprint("staff_admin", __name__, url_prefix="/admin")
-blueprint.context_processor(admin.console_helpers)
-blueprint.before_request(admin.refuse_json_bodies)
-ID = admin.ID
-
-WEBHOOK_LOG_SIZE = 50  # latest deliveries shown in the console
+blueprint = staff_blueprint
 TOKEN_LIFETIMES = {"": None, "7": 7, "30": 30, "90": 90, "365": 365}  # days; "" = no expiry
 
 
@@ -77,19 +63,6 @@ def role_label(role: str | None) -> str:
         "viewer": _("viewer"),
     }
     return labels.get(role or "", role or "—")
-
-
-def staff_error_message(error: StaffError) -> str:
-    messages = {
-        "last_owner": _("There must stay at least one active owner."),
-        "not_staff": _("This account is not staff."),
-        "role": _("Choose a role."),
-        "scope": _("Choose known permissions."),
-        "already_staff": _("This address already has a staff account: log in instead."),
-        "password": _("For an existing account, enter that account's password."),
-        "self": _("You cannot disable your own account."),
-    }
-    return messages.get(error.reason, error.reason)
 
 
 @blueprint.context_processor
@@ -364,7 +337,7 @@ def audit_filter_args() -> dict[str, str]:
 @requires("audit:read")
 def audit_log():
     audit_filter = audit_filter_from_args()
-    page = paginate(audit_filter.query(), page=admin.int_arg("page"), per_page=AUDIT_PAGE_SIZE)
+    page = paginate(audit_filter.query(), page=int_arg("page"), per_page=AUDIT_PAGE_SIZE)
     return render_template(
         "admin/audit.html",
         page=page,
@@ -380,23 +353,14 @@ def export_audit_log(fmt: str):
     audit_filter = audit_filter_from_args()
     # Exporting the log is itself an export a regulator asks about.
     audit("audit.export", "audit_log", None, {"format": fmt, **audit_filter_args()})
-    db.session.commit()
-    db.session.refresh(g.staff)
+    commit_keeping_staff_loaded()
     if fmt == "csv":
         lines = audit_domain.export_csv_lines(audit_filter)
         mimetype = "text/csv"
     else:
         lines = audit_domain.export_json_lines(audit_filter)
         mimetype = "application/json"
-    filename = f"audit-{utcnow():%Y%m%d-%H%M}.{fmt}"
-    return Response(
-        stream_with_context(lines),
-        mimetype=mimetype,
-        headers={
-            "Content-Disposition": f'attachment; filename="{filename}"',
-            "Cache-Control": "no-store",
-        },
-    )
+    return streamed_download(lines, mimetype, f"audit-{utcnow():%Y%m%d-%H%M}.{fmt}")
 
 
 # --- Logins -------------------------------------------------------------------------------
@@ -419,117 +383,3 @@ def record_login(_app: Flask, user: User, **_extra: Any) -> None:
 def init_app(app: Flask) -> None:
     app.register_blueprint(blueprint)
     user_logged_in.connect(record_login, app)
-
-
-# --- Outgoing webhooks --------------------------------------------------------------------
-
-
-def webhook_error_message(error: WebhookError) -> str:
-    messages = {
-        "url": _("Give an http or https address."),
-        "events": _("Choose at least one event."),
-    }
-    return messages.get(error.reason, error.reason)
-
-
-def render_webhooks(status: int = 200, **extra: Any):
-    context: dict[str, Any] = {
-        "endpoints": webhooks.endpoints(),
-        "deliveries": webhooks.recent_deliveries(limit=WEBHOOK_LOG_SIZE),
-        "events": WEBHOOK_EVENTS,
-        "max_failures": current_app.config["WEBHOOK_MAX_FAILURES"],
-        "values": {},
-        "errors": {},
-    }
-    context.update(extra)
-    return render_template("admin/webhooks.html", **context), status
-
-
-@blueprint.get("/webhooks")
-@requires("webhooks:manage")
-def webhooks_page():
-    return render_webhooks()
-
-
-@blueprint.post("/webhooks")
-@requires("webhooks:manage")
-def create_webhook():
-    values = {"url": request.form.get("url", ""), "events": request.form.getlist("events")}
-    try:
-        endpoint = webhooks.create_endpoint(values["url"], values["events"])
-    except WebhookError as exc:
-        db.session.rollback()
-        return render_webhooks(422, values=values, errors={exc.field: webhook_error_message(exc)})
-    audit(
-        "webhook.create", "webhook", endpoint.id, {"url": endpoint.url, "events": endpoint.events}
-    )
-    db.session.commit()
-    flash(_("The webhook is saved."), "ok")
-    return redirect(url_for("staff_admin.webhooks_page"), 303)
-
-
-@blueprint.post(f"/webhooks/<{ID}:endpoint_id>/<any(enable, disable):action>")
-@requires("webhooks:manage")
-def change_webhook(endpoint_id: int, action: str):
-    endpoint = db.session.get(WebhookEndpoint, endpoint_id)
-    if endpoint is None:
-        abort(404)
-    if action == "enable":
-        webhooks.enable_endpoint(endpoint)
-    else:
-        webhooks.disable_endpoint(endpoint)
-    audit(f"webhook.{action}", "webhook", endpoint.id)
-    db.session.commit()
-    return redirect(url_for("staff_admin.webhooks_page"), 303)
-
-
-# --- Subscriber management ----------------------------------------------------------------
-
-
-def subscriber_error_message(error: StaffError) -> str:
-    messages = {
-        "language": _("Choose a language."),
-        "status": _("Choose confirmed, unsubscribed or bounced."),
-        "never_confirmed": _("This subscriber never confirmed: only they can give consent."),
-        "already_inactive": _("This subscriber has left already: there is nothing to mark."),
-    }
-    return messages.get(error.reason, error.reason)
-
-
-@blueprint.post(f"/subscribers/<{ID}:subscriber_id>/change")
-@requires("subscribers:write")
-def change_subscriber_view(subscriber_id: int):
-    row = db.session.get(Subscriber, subscriber_id)
-    if row is None:
-        abort(404)
-    try:
-        changes = change_subscriber(
-            row, language=request.form.get("language"), status=request.form.get("status")
-        )
-    except StaffError as exc:
-        db.session.rollback()
-        flash(subscriber_error_message(exc), "bad")
-        return redirect(url_for("admin.subscriber", subscriber_id=subscriber_id), 303)
-    if changes:
-        audit("subscriber.update", "subscriber", row.id, changes)
-        db.session.commit()
-        flash(_("The subscriber is updated."), "ok")
-    return redirect(url_for("admin.subscriber", subscriber_id=subscriber_id), 303)
-
-
-@blueprint.post(f"/subscribers/<{ID}:subscriber_id>/erase")
-@requires("subscribers:write")
-def erase_subscriber_view(subscriber_id: int):
-    row = db.session.get(Subscriber, subscriber_id)
-    if row is None:
-        abort(404)
-    if request.form.get("confirm") != "erase":
-        flash(_("Tick the box to confirm the erasure."), "bad")
-        return redirect(url_for("admin.subscriber", subscriber_id=subscriber_id), 303)
-    details = erase_subscriber(
-        row, current_app.config["SECRET_KEY"], SuppressionKeys.from_config(current_app.config)
-    )
-    audit("subscriber.erase", "subscriber", subscriber_id, details)
-    db.session.commit()
-    flash(_("The subscriber and their stored mail are erased."), "ok")
-    return redirect(url_for("admin.subscribers"), 303)

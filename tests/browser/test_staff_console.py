@@ -51,6 +51,12 @@ def seed(app) -> None:
         db.session.commit()
 
 
+def press(page, button: str) -> None:
+    """Click the button of a form and wait for the page its answer loads."""
+    with page.expect_navigation():
+        page.get_by_role("button", name=button).click()
+
+
 def log_in(page, next_path: str = "/admin/") -> None:
     page.goto(next_path)
     assert "/account/login" in page.url  # the console sends strangers to the login page
@@ -86,14 +92,12 @@ def test_staff_writes_a_release_and_watches_a_digest_go_out(visit, app, mailbox)
         "<p>The <strong>budget</strong> is balanced.</p><script>alert('x')</script>"
     )
     page.locator("#language").select_option("en")
-    with page.expect_navigation():
-        page.get_by_role("button", name="Preview").click()
+    press(page, "Preview")
     preview = page.locator(".release-body")
     assert preview.inner_html().strip() == "<p>The <strong>budget</strong> is balanced.</p>"
     check_page(page)
     visit.screenshot(page, "console-release-preview-en")
-    with page.expect_navigation():
-        page.get_by_role("button", name="Save the release").click()
+    press(page, "Save the release")
     assert page.get_by_text("The release is saved.").is_visible()
     with app.app_context():
         release = db.session.scalar(select(Release))
@@ -110,8 +114,7 @@ def test_staff_writes_a_release_and_watches_a_digest_go_out(visit, app, mailbox)
     page.locator("#send_at").fill(local.strftime("%Y-%m-%dT%H:%M:%S"))
     page.locator("#timezone").fill("Europe/Brussels")
     visit.screenshot(page, "console-digests-en")
-    with page.expect_navigation():
-        page.get_by_role("button", name="Schedule the digest").click()
+    press(page, "Schedule the digest")
     assert page.get_by_text("The digest is scheduled.").is_visible()
     with app.app_context():
         digest = db.session.scalar(select(Digest))
@@ -177,8 +180,7 @@ def test_staff_writes_a_release_and_watches_a_digest_go_out(visit, app, mailbox)
     assert unsubscribe_url in reader[0].text
     visitor = visit.new_page(locale="en-GB")
     visitor.goto(unsubscribe_url)
-    with visitor.expect_navigation():
-        visitor.get_by_role("button", name="Unsubscribe").click()
+    press(visitor, "Unsubscribe")
     assert visitor.locator("h1").inner_text() == "You are unsubscribed"
     with app.app_context():
         row = db.session.scalar(
@@ -232,16 +234,14 @@ def test_console_pages_in_french_and_on_a_phone(visit, app):
             }
         ]
     )
-    with page.expect_navigation():
-        page.get_by_role("button", name="Prévisualiser l’import").click()
+    press(page, "Prévisualiser l’import")
     report = page.locator("table.import-report").inner_text()
     assert "Pas de consentement enregistré" in report
     assert "Adresse e-mail non valide" in report
     assert "Déjà dans la liste (confirmé)" in report
     check_page(page)
     visit.screenshot(page, "console-import-preview-fr")
-    with page.expect_navigation():
-        page.get_by_role("button", name="Importer 1 adresse").click()
+    press(page, "Importer 1 adresse")
     assert (
         "Import terminé : 0 importés comme confirmés, 1 importés en attente"
         in page.locator("main").inner_text()
