@@ -68,11 +68,13 @@ def test_a_lost_recorder_connection_costs_no_outcome_and_no_duplicate(app, mailb
     failures: list[int] = []
 
     def fail_twice(connection, cursor, statement, parameters, context, executemany):
-        if statement.startswith("UPDATE deliveries SET status") and len(failures) < 2:
-            if "smtp_response" in statement:
-                failures.append(id(connection))
-                connection.invalidate()
-                raise RuntimeError("the database ended the recorder's connection")
+        marking = (
+            statement.startswith("UPDATE deliveries SET status") and "smtp_response" in statement
+        )
+        if marking and len(failures) < 2:
+            failures.append(id(connection))
+            connection.invalidate()
+            raise RuntimeError("the database ended the recorder's connection")
 
     event.listen(engine, "before_cursor_execute", fail_twice)
     try:

@@ -13,13 +13,12 @@ from newsletter.extensions import db
 def test_every_sqlite_connection_is_tuned_for_sharing_and_cheap_commits(app, is_postgres):
     if is_postgres:
         pytest.skip("SQLite settings")
-    with app.app_context():
-        # A fresh connection, not one the fixtures may have set up otherwise.
-        with db.engine.connect() as connection:
-            pragma = {
-                name: connection.execute(text(f"PRAGMA {name}")).scalar()
-                for name in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys")
-            }
+    # A fresh connection, not one the fixtures may have set up otherwise.
+    with app.app_context(), db.engine.connect() as connection:
+        pragma = {
+            name: connection.execute(text(f"PRAGMA {name}")).scalar()
+            for name in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys")
+        }
     assert pragma == {
         "journal_mode": "wal",
         "synchronous": 1,  # NORMAL: synced at checkpoints; a SIGKILL loses no commit
