@@ -26,14 +26,9 @@ from ..models import (
     utcnow,
 )
 
-# Recording outcomes lives in delivery_outcomes; these names are re-exported for the sending
-# pool's recorder, which imports them from here.
-from .delivery_outcomes import (  # noqa: F401
-    BatchOutcomes,
-    add_digest_counts,
-    record_hard_bounces,
-    record_outcomes,
-)
+# Recording outcomes lives in delivery_outcomes; re-exported until outcome_recorder imports
+# these from there.
+from .delivery_outcomes import BatchOutcomes, add_digest_counts, record_outcomes  # noqa: F401
 from .retry_policy import GAVE_UP_ON_CRASHES, claim_values, delivery_policy
 
 log = logging.getLogger(__name__)
