@@ -21,12 +21,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from newsletter.delivery.digest_runs import run_digest
 from newsletter.delivery.outbox import queue_message
 from newsletter.domain.digests import create_digest, create_schedule
 from newsletter.extensions import db
 from newsletter.models import Digest, DigestStatus, OutboxMessage, OutboxStatus, utcnow
 from newsletter.scheduling.jobs import start_schedule_period
+from tests.conftest import free_port
 from tests.support.digests import (
     WorkerProcess,
     add_release,
@@ -36,6 +36,7 @@ from tests.support.digests import (
     wait_until,
 )
 from tests.support.fault_counts import record_fault_count
+from tests.support.sending import digest_to, sent_per_metrics, start_digest
 
 pytestmark = pytest.mark.slow
 
@@ -67,13 +68,6 @@ def worker(database_url, smtp_sink, tmp_path, name, *, until_idle=False, **env):
     )
 
 
-def started_digest(language: str = "en", **values) -> int:
-    digest = create_digest({"language": language, **values})
-    db.session.commit()
-    assert run_digest(digest.id).result == "sending"
-    return digest.id
-
-
 def wait_sent(app, digest_id: int, timeout: float) -> None:
     with app.app_context():
         wait_until(
@@ -87,9 +81,7 @@ def wait_sent(app, digest_id: int, timeout: float) -> None:
 def test_sigkill_five_times_mid_send(app, mailbox, smtp_sink, database_url, tmp_path):
     size, kills = 600, 5
     with app.app_context():
-        expected = add_subscribers(size, language="en")
-        add_release(language="en")
-        digest_id = started_digest()
+        expected, digest_id = digest_to(size)
     env = {"NEWSLETTER_SEND_MAX_RATE": "120", "NEWSLETTER_DELIVERY_LEASE_SECONDS": "2"}
     for round_number in range(kills):
         before = len(mailbox.messages)
@@ -115,9 +107,7 @@ def test_smtp_unreachable_longer_than_the_retry_budget_then_back(
     app, mailbox, smtp_sink, database_url, tmp_path
 ):
     with app.app_context():
-        expected = add_subscribers(40, language="en")
-        add_release(language="en")
-        digest_id = started_digest()
+        expected, digest_id = digest_to(40)
         for index in range(10):
             address = f"account-{index}@example.org"
             queue_message("confirm", address, b"Subject: code\r\n\r\n123456\r\n")
@@ -158,18 +148,28 @@ def test_two_workers_on_two_machines_share_one_cap(
 ):
     size, cap = 300, 20.0
     with app.app_context():
-        expected = add_subscribers(size, language="en")
-        add_release(language="en")
-        digest_id = started_digest()
+        expected, digest_id = digest_to(size)
     env = {
         "NEWSLETTER_SEND_MAX_RATE": str(cap),
         "NEWSLETTER_SEND_RATE_STORAGE_URI": redis_url,
         "NEWSLETTER_SEND_RATE_NAMESPACE": f"nl-test-{secrets.token_hex(4)}",
         "NEWSLETTER_SEND_BATCH_SIZE": "20",
     }
-    machines = [worker(database_url, smtp_sink, tmp_path, f"machine-{n}", **env) for n in "ab"]
+    ports = [free_port(), free_port()]
+    machines = [
+        worker(
+            database_url,
+            smtp_sink,
+            tmp_path,
+            f"machine-{n}",
+            NEWSLETTER_WORKER_METRICS_PORT=str(port),
+            **env,
+        )
+        for n, port in zip("ab", ports, strict=True)
+    ]
     try:
         wait_sent(app, digest_id, timeout=120)
+        sent_by_machine = [sent_per_metrics(port) for port in ports]
     finally:
         for process in machines:
             process.stop()
@@ -182,6 +182,8 @@ def test_two_workers_on_two_machines_share_one_cap(
     assert (lost, duplicated) == (0, 0)
     assert rate <= cap * 1.05
     assert rate >= cap * 0.5  # and the cap is used, not starved (a loaded machine sends slower)
+    # Both machines worked: the cap was shared, not used by one while the other idled.
+    assert min(sent_by_machine) >= size // 10, f"sent by each machine: {sent_by_machine}"
 
 
 def test_two_digests_of_one_language_overlapping(app, mailbox, smtp_sink, database_url, tmp_path):
@@ -208,7 +210,7 @@ def test_a_release_imported_after_a_digest_started(app, mailbox, smtp_sink, data
     with app.app_context():
         expected = add_subscribers(150, language="en")
         add_release(language="en", title="Early news")
-        first = started_digest()
+        first = start_digest()
     sender = worker(database_url, smtp_sink, tmp_path, "late", NEWSLETTER_SEND_MAX_RATE="100")
     try:
         mailbox.wait_for(20, timeout=60)
@@ -219,7 +221,7 @@ def test_a_release_imported_after_a_digest_started(app, mailbox, smtp_sink, data
             )
         wait_sent(app, first, timeout=120)
         with app.app_context():
-            second = started_digest()
+            second = start_digest()
         wait_sent(app, second, timeout=120)
     finally:
         sender.stop()
@@ -308,9 +310,7 @@ def test_postgresql_restarted_mid_send(
         pytest.skip("restarts the PostgreSQL server")
     size = 400
     with app.app_context():
-        expected = add_subscribers(size, language="en")
-        add_release(language="en")
-        digest_id = started_digest()
+        expected, digest_id = digest_to(size)
     sender = worker(database_url, smtp_sink, tmp_path, "pg-restart", NEWSLETTER_SEND_MAX_RATE="80")
     try:
         mailbox.wait_for(60, timeout=60)

@@ -19,7 +19,7 @@ from newsletter.delivery.outbox import (
     deliver_outbox_batch,
     queue_message,
 )
-from newsletter.domain.digests import create_digest, pause_digest, resume_digest
+from newsletter.domain.digests import pause_digest, resume_digest
 from newsletter.extensions import db
 from newsletter.mail.transport import open_transport
 from newsletter.models import (
@@ -42,12 +42,7 @@ from tests.support.digests import (
     wait_until,
 )
 from tests.support.fault_counts import record_fault_count
-
-
-def new_digest(language: str = "en", **values) -> int:
-    digest = create_digest({"language": language, **values})
-    db.session.commit()
-    return digest.id
+from tests.support.sending import digest_to, new_digest
 
 
 def carried(digest_id: int) -> set[str]:
@@ -63,10 +58,7 @@ def test_a_throttled_relay_with_a_short_lease_sends_each_message_once(
 ):
     """The long-running worker at 10 msg/s with a 2 s lease: a batch outlives its lease."""
     with app.app_context():
-        expected = add_subscribers(60, language="en")
-        add_release(language="en")
-        digest_id = new_digest()
-        assert run_digest(digest_id).result == "sending"
+        expected, digest_id = digest_to(60)
     env = {"NEWSLETTER_SEND_MAX_RATE": "10", "NEWSLETTER_DELIVERY_LEASE_SECONDS": "2"}
     worker = WorkerProcess(
         name="throttled",

@@ -33,6 +33,20 @@ def outbox_row(recipient: str, *, status: str, age: timedelta, body: bytes) -> i
     return row.id
 
 
+def sent_delivery(digest_id: int, subscriber_id: int, *, age: timedelta, **values) -> None:
+    """A delivery recorded sent ``age`` ago (the caller commits)."""
+    db.session.add(
+        Delivery(
+            digest_id=digest_id,
+            subscriber_id=subscriber_id,
+            status="sent",
+            attempts=1,
+            updated_at=utcnow() - age,
+            **values,
+        )
+    )
+
+
 def test_the_worker_purges_old_delivered_bodies_and_keeps_the_facts(app, run_worker):
     with app.app_context():
         old = outbox_row("a@example.org", status="sent", age=timedelta(days=8), body=b"code 123456")
@@ -46,16 +60,12 @@ def test_the_worker_purges_old_delivered_bodies_and_keeps_the_facts(app, run_wor
         db.session.add(digest)
         db.session.flush()
         subscriber = db.session.scalar(select(Subscriber).where(Subscriber.email == address))
-        db.session.add(
-            Delivery(
-                digest_id=digest.id,
-                subscriber_id=subscriber.id,
-                status="sent",
-                attempts=1,
-                smtp_code=250,
-                smtp_response="250 2.0.0 Ok: queued as ABC for " + address,
-                updated_at=utcnow() - timedelta(days=8),
-            )
+        sent_delivery(
+            digest.id,
+            subscriber.id,
+            age=timedelta(days=8),
+            smtp_code=250,
+            smtp_response="250 2.0.0 Ok: queued as ABC for " + address,
         )
         db.session.commit()
     run_worker()
@@ -112,15 +122,7 @@ def test_the_worker_deletes_finished_history_older_than_its_time_and_keeps_runni
         db.session.flush()
         for digest in (finished, running):
             for subscriber in subscribers:
-                db.session.add(
-                    Delivery(
-                        digest_id=digest.id,
-                        subscriber_id=subscriber.id,
-                        status="sent",
-                        attempts=1,
-                        updated_at=utcnow() - ancient,
-                    )
-                )
+                sent_delivery(digest.id, subscriber.id, age=ancient)
         finished_id, running_id = finished.id, running.id
         db.session.commit()
     run_worker()

@@ -1,5 +1,6 @@
-"""Sending digests: retries, failures, bounces, departures mid-send, crashes, outages, rate,
-and several workers sharing one digest — all counted at a real SMTP server."""
+"""Sending digests: retries, failures, bounces, departures mid-send, crashes, outages, and
+several workers sharing one digest — all counted at a real SMTP server (the rate cap:
+test_send_rate)."""
 
 from __future__ import annotations
 
@@ -29,15 +30,11 @@ from tests.support.digests import (
     digest_row,
     recipients_count,
 )
-
-
-def start_digest(language: str = "en") -> int:
-    """A digest due now, started (composed and fanned out) at once."""
-    digest = create_digest({"language": language})
-    db.session.commit()
-    outcome = run_digest(digest.id)
-    assert outcome.result == "sending", outcome
-    return digest.id
+from tests.support.sending import (
+    digest_to,
+    sent_in_summary,
+    start_digest,
+)
 
 
 def deliveries() -> dict[str, Delivery]:
@@ -70,9 +67,7 @@ def test_fan_out_is_one_row_per_confirmed_subscriber_of_the_language(app):
 def test_temporary_failures_are_retried_with_backoff(app, mailbox, smtp_sink, run_worker):
     app.config["DELIVERY_RETRY_SECONDS"] = 60
     with app.app_context():
-        add_subscribers(2, language="en", prefix="reader")
-        add_release(language="en")
-        digest_id = start_digest()
+        _, digest_id = digest_to(2, prefix="reader")
     smtp_sink.rcpt_answers["reader-1@example.org"] = "451 4.7.1 Try again later"
     run_worker()
     assert [m.to for m in mailbox.wait_for(1)] == ["reader-0@example.org"]
@@ -112,9 +107,7 @@ def test_temporary_failures_give_up_after_the_last_try(app, mailbox, smtp_sink, 
 
     app.config["DELIVERY_RETRY_SECONDS"] = 0
     with app.app_context():
-        add_subscribers(1, language="en", prefix="full")
-        add_release(language="en")
-        digest_id = start_digest()
+        _, digest_id = digest_to(1, prefix="full")
     smtp_sink.rcpt_answers["full-0@example.org"] = "452 4.2.2 Mailbox full"
     for _ in range(DELIVERY_MAX_ATTEMPTS):
         run_worker()
@@ -184,9 +177,7 @@ def test_a_delivered_message_clears_earlier_hard_bounces(app, mailbox, smtp_sink
 
 def test_someone_who_leaves_while_a_digest_goes_out_gets_nothing_more(app, mailbox, run_worker):
     with app.app_context():
-        add_subscribers(3, language="en", prefix="reader")
-        add_release(language="en")
-        digest_id = start_digest()
+        _, digest_id = digest_to(3, prefix="reader")
         leaver = db.session.scalar(
             select(Subscriber).where(Subscriber.email == "reader-1@example.org")
         )
@@ -209,9 +200,7 @@ def test_someone_who_leaves_while_a_digest_goes_out_gets_nothing_more(app, mailb
 def test_a_worker_that_dies_mid_batch_leaves_nothing_unsent(app, mailbox, run_worker):
     app.config["DELIVERY_LEASE_SECONDS"] = 60
     with app.app_context():
-        add_subscribers(5, language="en")
-        add_release(language="en")
-        digest_id = start_digest()
+        _, digest_id = digest_to(5)
         # A worker claims three and dies before sending: they are held by its lease.
         claimed = claim_deliveries(3, lease=timedelta(seconds=60))
         assert len(claimed) == 3
@@ -239,9 +228,7 @@ def test_an_unreachable_server_puts_the_batch_back_without_counting_a_try(
     app, mailbox, smtp_sink, run_worker
 ):
     with app.app_context():
-        add_subscribers(4, language="en")
-        add_release(language="en")
-        digest_id = start_digest()
+        _, digest_id = digest_to(4)
     smtp_sink.stop()
     try:
         summary = run_worker()
@@ -263,9 +250,7 @@ def test_an_unreachable_server_puts_the_batch_back_without_counting_a_try(
 
 def test_a_paused_digest_waits_and_resumes(app, mailbox, run_worker):
     with app.app_context():
-        add_subscribers(3, language="en")
-        add_release(language="en")
-        digest_id = start_digest()
+        _, digest_id = digest_to(3)
         digest_row(digest_id).paused = True
         db.session.commit()
     run_worker()
@@ -277,19 +262,6 @@ def test_a_paused_digest_waits_and_resumes(app, mailbox, run_worker):
     assert len(mailbox.wait_for(3)) == 3
 
 
-def test_the_sending_rate_is_capped(app, mailbox, run_worker):
-    app.config["SEND_MAX_RATE"] = 20
-    with app.app_context():
-        add_subscribers(11, language="en")
-        add_release(language="en")
-        start_digest()
-    started = time.monotonic()
-    run_worker()
-    elapsed = time.monotonic() - started
-    assert len(mailbox.wait_for(11)) == 11
-    assert elapsed >= 0.45  # 11 messages at 20/s: at least 10 intervals of 50 ms
-
-
 @pytest.mark.slow
 def test_two_workers_share_one_digest_with_no_duplicate_and_no_gap(
     app, mailbox, smtp_sink, database_url, is_postgres, tmp_path
@@ -297,10 +269,8 @@ def test_two_workers_share_one_digest_with_no_duplicate_and_no_gap(
     """Several thousand recipients, two worker processes at once, counted at the server."""
     size = 3000 if is_postgres else 1000
     with app.app_context():
-        expected = add_subscribers(size, language="fr")
         add_subscribers(50, language="fr", status=SubscriberStatus.UNSUBSCRIBED)
-        add_release(language="fr")
-        digest_id = start_digest("fr")
+        expected, digest_id = digest_to(size, "fr")
     env = {"NEWSLETTER_SEND_BATCH_SIZE": "50", "NEWSLETTER_SEND_MAX_RATE": str(size // 4)}
     workers = [
         WorkerProcess(
@@ -326,12 +296,11 @@ def test_two_workers_share_one_digest_with_no_duplicate_and_no_gap(
     assert len(mailbox.messages) == size
     assert max(counts.values()) == 1, "a subscriber got the digest twice"
     assert set(counts) == {address.casefold() for address in expected}
-    sent_by_worker = []
-    for worker in workers:
-        line = [ln for ln in worker.log().splitlines() if "digest messages sent" in ln][-1]
-        sent_by_worker.append(int(line.split(" digest messages sent")[0].rsplit(", ", 1)[1]))
+    # Both worked: each sent a real share (a twentieth at least; one may start a little
+    # late), and together exactly everyone.
+    sent_by_worker = [sent_in_summary(worker) for worker in workers]
     assert sum(sent_by_worker) == size
-    assert min(sent_by_worker) > 0, f"one worker did all the work: {sent_by_worker}"
+    assert min(sent_by_worker) >= size // 20, f"one worker did almost all: {sent_by_worker}"
     with app.app_context():
         digest = digest_row(digest_id)
         assert (digest.status, digest.recipients, digest.sent, digest.failed) == (
@@ -444,9 +413,7 @@ def test_claims_skip_rows_another_worker_holds_on_postgresql(app, is_postgres):
     if not is_postgres:
         pytest.skip("FOR UPDATE SKIP LOCKED is PostgreSQL's; SQLite serialises writers instead")
     with app.app_context():
-        add_subscribers(10, language="en")
-        add_release(language="en")
-        start_digest()
+        digest_to(10)
         # Another worker's claim transaction, still open, holds four rows.
         other = db.engine.connect()
         other_transaction = other.begin()
@@ -472,9 +439,7 @@ def test_a_sender_killed_mid_digest_loses_no_one(app, mailbox, smtp_sink, databa
     """SIGKILL mid-send: its claimed batch is re-sent after the lease; nobody is skipped."""
     size, batch = 150, 10
     with app.app_context():
-        expected = add_subscribers(size, language="en")
-        add_release(language="en")
-        digest_id = start_digest()
+        expected, digest_id = digest_to(size)
     env = {
         "NEWSLETTER_SEND_BATCH_SIZE": str(batch),
         "NEWSLETTER_SEND_MAX_RATE": "60",

@@ -6,6 +6,8 @@ Host header. Each code email holds the code in its plain text and a link naming 
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import current_app
 
 from ..config import CODE_LIFETIMES
@@ -41,20 +43,43 @@ def _minutes(purpose: str) -> int:
     return int(CODE_LIFETIMES[purpose].total_seconds() // 60)
 
 
-def send_verification_code(user: User, *, enforce_limits: bool = True) -> bool:
-    """Queue a verification code + link; False when cooldown or hourly cap refused."""
-    issued = codes.issue_code(
-        user, codes.VERIFY_EMAIL, code_keys()[0], enforce_limits=enforce_limits
-    )
-    if not isinstance(issued, codes.IssuedCode):
-        return False
-    token = verification_token(app_signer(), user, issued.row)
+def _issue(user: User, purpose: str, **options: Any) -> codes.IssuedCode | None:
+    """A new code under the current key; None when the cooldown or hourly cap refused it."""
+    issued = codes.issue_code(user, purpose, code_keys()[0], **options)
+    return issued if isinstance(issued, codes.IssuedCode) else None
+
+
+def _queue_code_email(
+    kind: str,
+    user: User,
+    issued: codes.IssuedCode,
+    *,
+    template: str,
+    to: str | None = None,
+    **links: object,
+) -> None:
+    """The code's email, in the account's language, to ``to`` (the account's address)."""
     queue_email(
-        VERIFY_KIND,
-        to=user.email,
-        template="account_verify",
+        kind,
+        to=to or user.email,
+        template=template,
         language=user.language,
         code=issued.code,
+        **links,
+    )
+
+
+def send_verification_code(user: User, *, enforce_limits: bool = True) -> bool:
+    """Queue a verification code + link; False when cooldown or hourly cap refused."""
+    issued = _issue(user, codes.VERIFY_EMAIL, enforce_limits=enforce_limits)
+    if issued is None:
+        return False
+    token = verification_token(app_signer(), user, issued.row)
+    _queue_code_email(
+        VERIFY_KIND,
+        user,
+        issued,
+        template="account_verify",
         verify_url=public_url_for("accounts.verify_link", token=token),
         hours=_minutes(codes.VERIFY_EMAIL) // 60,
     )
@@ -63,19 +88,18 @@ def send_verification_code(user: User, *, enforce_limits: bool = True) -> bool:
 
 def send_reset_code(user: User, *, next_url: str | None = None) -> bool:
     """Queue a password-reset code + link; False when cooldown or hourly cap refused."""
-    issued = codes.issue_code(user, codes.RESET_PASSWORD, code_keys()[0])
-    if not isinstance(issued, codes.IssuedCode):
+    issued = _issue(user, codes.RESET_PASSWORD)
+    if issued is None:
         return False
     token = reset_token(app_signer(), user, issued.row)
     values = {"token": token}
     if next_url:
         values["next"] = next_url
-    queue_email(
+    _queue_code_email(
         RESET_KIND,
-        to=user.email,
+        user,
+        issued,
         template="account_reset",
-        language=user.language,
-        code=issued.code,
         reset_url=public_url_for("accounts.reset_confirm", **values),
         minutes=_minutes(codes.RESET_PASSWORD),
     )
@@ -97,16 +121,16 @@ def render_decoy_reset_email(language: str) -> None:
 
 def send_change_email_code(user: User, new_address: Address) -> bool:
     """Queue a code + link to the *new* address; the change happens once it is entered."""
-    issued = codes.issue_code(user, codes.CHANGE_EMAIL, code_keys()[0], new_email=new_address.email)
-    if not isinstance(issued, codes.IssuedCode):
+    issued = _issue(user, codes.CHANGE_EMAIL, new_email=new_address.email)
+    if issued is None:
         return False
     token = change_email_token(app_signer(), user, issued.row)
-    queue_email(
+    _queue_code_email(
         CHANGE_EMAIL_KIND,
-        to=new_address.email,
+        user,
+        issued,
         template="account_change_email",
-        language=user.language,
-        code=issued.code,
+        to=new_address.email,
         confirm_url=public_url_for("accounts.change_email_link", token=token),
         hours=_minutes(codes.CHANGE_EMAIL) // 60,
     )

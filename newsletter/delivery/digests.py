@@ -1,9 +1,10 @@
-"""Digests from compose to delivered, in four modules along the seams of the work:
+"""Digests from compose to delivered, in modules along the seams of the work:
 
 - ``digest_runs``: a run moves scheduled → sending, composes its releases, renders once and fans
   out one delivery per confirmed subscriber;
-- ``delivery_queue``: claiming deliveries under a lease, recording outcomes, putting back what a
-  dead worker held, finishing a digest;
+- ``delivery_queue``: claiming deliveries under a lease, putting back what a dead worker held,
+  finishing a digest; ``delivery_outcomes`` records what the sends gave, and ``retry_policy``
+  says when a refused delivery is tried again (shared with the outbox);
 - ``sending_pool``: the threads that send claimed deliveries down persistent SMTP connections;
 - ``digest_previews``: preview and test sends.
 
@@ -13,17 +14,14 @@ module re-exports the names the rest of the project uses, so callers need not kn
 
 from __future__ import annotations
 
+from .delivery_outcomes import BatchOutcomes, record_hard_bounces, record_outcomes
 from .delivery_queue import (
-    BatchOutcomes,
     ClaimedDelivery,
     active_digest_ids,
     claim_deliveries,
     finish_if_complete,
     pending_delivery_count,
-    record_hard_bounces,
-    record_outcomes,
     release_expired_leases,
-    retry_delay,
 )
 from .digest_messages import (
     UnsubscribeLinks,
@@ -65,7 +63,6 @@ __all__ = [
     "release_context",
     "release_expired_leases",
     "render_digest_template",
-    "retry_delay",
     "run_digest",
     "send_batch",
 ]

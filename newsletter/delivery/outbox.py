@@ -3,7 +3,8 @@
 A message is claimed (status ``sending`` with a lease), handed to the transport, and marked
 ``sent`` only after the server accepted it. Temporary failures go back to ``queued`` with an
 exponential backoff; permanent ones, or too many tries, are recorded as ``failed``. A worker
-that dies mid-send leaves a lease that lapses, so the message is picked up again.
+that dies mid-send leaves a lease that lapses, so the message is picked up again. The numbers
+are ``retry_policy.OUTBOX_POLICY``; digest deliveries follow the same policy.
 """
 
 from __future__ import annotations
@@ -17,15 +18,7 @@ from email.message import EmailMessage
 from flask import current_app
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 
-from ..config import (
-    CLAIM_LEASE,
-    DELIVERY_OUTAGE_PAUSE_SECONDS,
-    OUTBOX_BACKOFF_BASE,
-    OUTBOX_BACKOFF_CAP,
-    OUTBOX_MAX_ATTEMPTS,
-    STREAM_NEWSLETTER,
-    SUPPRESSED_FOR_ALL_MAIL,
-)
+from ..config import STREAM_NEWSLETTER, SUPPRESSED_FOR_ALL_MAIL
 from ..domain.addresses import address_key
 from ..domain.suppressions import SuppressionKeys, suppression_reasons
 from ..extensions import db
@@ -34,6 +27,13 @@ from ..mail.render import render_email
 from ..mail.transport import DeliveryError, Transport
 from ..models import OutboxMessage, OutboxStatus, utcnow
 from ..observability import instruments
+from .retry_policy import (
+    GAVE_UP_ON_CRASHES,
+    OUTBOX_POLICY,
+    claim_values,
+    costs_no_try,
+    untried_values,
+)
 from .return_paths import ReturnPaths
 from .streams import (
     STREAM_TRANSACTIONAL,
@@ -123,12 +123,6 @@ class RelayUnreachable(Exception):
     """The relay could not be reached: nothing was counted; the caller should back off."""
 
 
-def backoff(attempts: int) -> timedelta:
-    """1, 2, 4 ... minutes after the first, second, third failed try, capped."""
-    delay = OUTBOX_BACKOFF_BASE * (2 ** max(attempts - 1, 0))
-    return min(delay, OUTBOX_BACKOFF_CAP)
-
-
 def _fail_poisoned(now: datetime) -> int:
     """Messages whose sender died on them at every try: failed, not retried forever."""
     return db.session.execute(
@@ -136,20 +130,20 @@ def _fail_poisoned(now: datetime) -> int:
         .where(
             OutboxMessage.status == OutboxStatus.SENDING,
             OutboxMessage.lease_expires_at < now,
-            OutboxMessage.attempts >= OUTBOX_MAX_ATTEMPTS,
+            OutboxMessage.attempts >= OUTBOX_POLICY.max_attempts,
         )
         .values(
             status=OutboxStatus.FAILED,
             lease_expires_at=None,
             claim_token=None,
-            last_error="gave up: the sender stopped while sending it, every try",
+            last_error=GAVE_UP_ON_CRASHES,
         )
         .execution_options(synchronize_session=False)
     ).rowcount
 
 
 def claim_outbox_batch(
-    limit: int, now: datetime | None = None, *, lease: timedelta = CLAIM_LEASE
+    limit: int, now: datetime | None = None, *, lease: timedelta = OUTBOX_POLICY.lease
 ) -> list[ClaimedMessage]:
     """Claim up to ``limit`` due messages for this worker, and commit the claim.
 
@@ -183,12 +177,7 @@ def claim_outbox_batch(
     rows = db.session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.id.in_(due.scalar_subquery()))
-        .values(
-            status=OutboxStatus.SENDING,
-            lease_expires_at=now + lease,
-            claim_token=token,
-            attempts=OutboxMessage.attempts + 1,
-        )
+        .values(status=OutboxStatus.SENDING, **claim_values(OutboxMessage, token, now + lease))
         .returning(
             OutboxMessage.id, OutboxMessage.recipient, OutboxMessage.message, OutboxMessage.kind
         )
@@ -211,6 +200,17 @@ def _ours(message: ClaimedMessage):
         OutboxMessage.id == message.id,
         OutboxMessage.claim_token == message.token,
         OutboxMessage.status == OutboxStatus.SENDING,
+    )
+
+
+def _write_if_ours(message: ClaimedMessage, **values: object) -> None:
+    """Update the message's row while it is still under our claim (else whoever holds it now
+    records it, and this matches nothing)."""
+    db.session.execute(
+        update(OutboxMessage)
+        .where(*_ours(message))
+        .values(**values)
+        .execution_options(synchronize_session=False)
     )
 
 
@@ -250,23 +250,18 @@ def deliver_outbox_batch(
             with instruments.smtp_timer(stream):
                 accepted = streams.transport(stream).send(sender, message.recipient, message.data)
         except DeliveryError as exc:
-            if exc.temporary and exc.code is None:
-                # Out of reach (refused, timed out): only a server's answer costs a try.
+            if costs_no_try(exc):
                 _release_unsent(claimed[index:], str(exc))
                 db.session.commit()
                 raise RelayUnreachable(str(exc)) from exc
             _record_failure(message, exc)
         else:
-            db.session.execute(
-                update(OutboxMessage)
-                .where(*_ours(message))
-                .values(
-                    status=OutboxStatus.SENT,
-                    sent_at=utcnow(),
-                    lease_expires_at=None,
-                    last_error=None,
-                )
-                .execution_options(synchronize_session=False)
+            _write_if_ours(
+                message,
+                status=OutboxStatus.SENT,
+                sent_at=utcnow(),
+                lease_expires_at=None,
+                last_error=None,
             )
             log.debug("outbox %s accepted: %s", message.id, accepted.response)
             instruments.record_sends(stream, sent=1)
@@ -278,7 +273,7 @@ def deliver_outbox_batch(
                 OutboxMessage.claim_token == message.token,
                 OutboxMessage.status == OutboxStatus.SENDING,
             )
-            .values(lease_expires_at=utcnow() + CLAIM_LEASE)
+            .values(lease_expires_at=OUTBOX_POLICY.lease_until(utcnow()))
             .execution_options(synchronize_session=False)
         )
         db.session.commit()
@@ -305,15 +300,11 @@ def _suppressed(claimed: list[ClaimedMessage]) -> dict[int, str]:
 
 def _record_suppressed(message: ClaimedMessage, reason: str) -> None:
     """Failed without an SMTP attempt: the address is on the suppression list."""
-    db.session.execute(
-        update(OutboxMessage)
-        .where(*_ours(message))
-        .values(
-            status=OutboxStatus.FAILED,
-            lease_expires_at=None,
-            last_error=f"suppressed ({reason})",
-        )
-        .execution_options(synchronize_session=False)
+    _write_if_ours(
+        message,
+        status=OutboxStatus.FAILED,
+        lease_expires_at=None,
+        last_error=f"suppressed ({reason})",
     )
     instruments.record_sends(message.stream, failed=1)
     log.info("outbox %s not sent: address suppressed (%s)", message.id, reason)
@@ -327,9 +318,9 @@ def _record_failure(message: ClaimedMessage, error: DeliveryError) -> None:
         return  # no longer ours: whoever holds it now records it
     row.last_error = str(error)[:2000]
     row.lease_expires_at = None
-    if error.temporary and row.attempts < OUTBOX_MAX_ATTEMPTS:
+    if not OUTBOX_POLICY.gives_up(row.attempts, error):
         row.status = OutboxStatus.QUEUED
-        row.next_attempt_at = utcnow() + backoff(row.attempts)
+        row.next_attempt_at = OUTBOX_POLICY.next_attempt_at(row.attempts, utcnow())
         instruments.record_sends(message.stream, deferred=1)
         log.warning("outbox %s deferred (try %s): %s", message.id, row.attempts, error)
     else:
@@ -341,21 +332,9 @@ def _record_failure(message: ClaimedMessage, error: DeliveryError) -> None:
 def _release_unsent(unsent: list[ClaimedMessage], error: str) -> None:
     """Put back claimed messages not sent, without counting a try against them; they wait a
     short pause so no worker hammers a relay that is down."""
-    retry_at = utcnow() + timedelta(seconds=DELIVERY_OUTAGE_PAUSE_SECONDS)
+    put_back = untried_values(OutboxMessage, OUTBOX_POLICY, utcnow())
     for message in unsent:
-        db.session.execute(
-            update(OutboxMessage)
-            .where(*_ours(message))
-            .values(
-                status=OutboxStatus.QUEUED,
-                lease_expires_at=None,
-                claim_token=None,
-                attempts=OutboxMessage.attempts - 1,
-                next_attempt_at=retry_at,
-                last_error=error[:2000],
-            )
-            .execution_options(synchronize_session=False)
-        )
+        _write_if_ours(message, status=OutboxStatus.QUEUED, last_error=error[:2000], **put_back)
 
 
 def pending_outbox_count(now: datetime | None = None) -> int:

@@ -28,14 +28,8 @@ from ..extensions import db
 from ..mail.transport import DeliveryError
 from ..models import utcnow
 from ..observability import instruments
-from .delivery_queue import (
-    BatchOutcomes,
-    ClaimedDelivery,
-    add_digest_counts,
-    record_outcomes,
-    record_sent,
-    renew_leases,
-)
+from .delivery_outcomes import BatchOutcomes, add_digest_counts, record_outcomes, record_sent
+from .delivery_queue import ClaimedDelivery, renew_leases
 
 log = logging.getLogger(__name__)
 

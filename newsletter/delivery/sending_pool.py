@@ -37,6 +37,7 @@ from .delivery_queue import (
 )
 from .digest_messages import UnsubscribeLinks, message_id
 from .outcome_recorder import OutcomeRecorder
+from .retry_policy import costs_no_try, delivery_policy
 from .return_paths import ReturnPaths
 from .send_rate import Pacer as RateLimiter  # noqa: F401 - the old name, re-exported
 from .send_rate import SendRateLimiter, send_rate_limiter
@@ -155,7 +156,7 @@ def send_batch(
             with log_context(digest_id=delivery.digest_id, delivery_id=delivery.id):
                 accepted = _send_with_one_reconnect(transport, envelope, delivery.email, data)
         except DeliveryError as exc:
-            if exc.temporary and exc.code is None:
+            if costs_no_try(exc):
                 # The server is out of reach: the rest of the batch would fail the same way.
                 unsent = [delivery, *queue, *held]
                 recorder.untried(unsent)
@@ -176,7 +177,7 @@ def _send_with_one_reconnect(transport: Transport, sender: str, recipient: str, 
         try:
             return send(sender, recipient, data)
         except DeliveryError as exc:
-            if not (exc.temporary and exc.code is None):
+            if not costs_no_try(exc):
                 raise
             # A connection idle for long may have been closed by the server: one fresh try.
             return send(sender, recipient, data)
@@ -190,7 +191,7 @@ def new_recorder(app: Flask, stats: SendStats, *, senders: int) -> OutcomeRecord
     window = int(app.config.get("SEND_UNRECORDED_WINDOW") or 1)
     return OutcomeRecorder(
         app,
-        lease=timedelta(seconds=int(app.config["DELIVERY_LEASE_SECONDS"])),
+        lease=delivery_policy(app.config).lease,
         window=window * senders,
         on_recorded=lambda counts: stats.add(0, *counts),
     )
@@ -225,7 +226,7 @@ class DeliverySender:
         self.stats = stats
         self.stopping = stopping
         self.sweep_leases = lease_sweeper
-        self.lease = timedelta(seconds=int(app.config["DELIVERY_LEASE_SECONDS"]))
+        self.lease = delivery_policy(app.config).lease
         self.batch_size = batch_size_for(
             int(app.config["SEND_BATCH_SIZE"]),
             float(app.config.get("SEND_MAX_RATE") or 0),

@@ -1,4 +1,11 @@
-"""Build standard MIME messages: multipart/alternative, Message-ID, Date, language."""
+"""The MIME writer: multipart/alternative messages (plain text first, HTML second), with
+Message-ID, Date and language, serialised straight to bytes.
+
+``multipart_alternative`` and ``header_line`` are the one writer of every message we send:
+``build_message_bytes`` (one message, the outbox) and ``prepared.build_template`` (a message
+with per-recipient slots, rendered once for a digest or a confirmation) both write with them.
+``build_message`` is the email package's version, for messages edited as objects.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,7 @@ import secrets
 from email.charset import Charset
 from email.headerregistry import Address as HeaderAddress
 from email.message import EmailMessage
-from email.policy import SMTP, SMTPUTF8, EmailPolicy
+from email.policy import SMTP, SMTPUTF8
 from email.utils import formatdate, make_msgid, parseaddr
 from functools import lru_cache
 
@@ -93,7 +100,9 @@ def _fold_at_spaces(name: str, value: str) -> bytes | None:
     return ("\r\n".join(lines) + "\r\n").encode("ascii")
 
 
-def _header_line(policy: EmailPolicy, name: str, value: str) -> bytes:
+def header_line(name: str, value: str, *, utf8: bool = False) -> bytes:
+    """``name: value`` with CRLF, folded and encoded as the email package would (``utf8``: an
+    SMTPUTF8 message, raw UTF-8 allowed); a value holding a line break is refused."""
     if any(ch in value for ch in "\r\n\x00"):
         raise ValueError(f"header {name} holds a line break")
     if needs_text_encoding(name, value):
@@ -108,7 +117,7 @@ def _header_line(policy: EmailPolicy, name: str, value: str) -> bytes:
         or (key in ("from", "to") and _PLAIN_ADDRESS.fullmatch(value))
     ):
         return f"{name}: {value}\r\n".encode("ascii")
-    return checked(name, value, _folded_header(policy is SMTPUTF8, name, value))
+    return checked(name, value, _folded_header(utf8, name, value))
 
 
 @lru_cache(maxsize=64)
@@ -118,12 +127,50 @@ def _folded_header(utf8: bool, name: str, value: str) -> bytes:
     return policy.fold_binary(name, policy.header_factory(name, value))
 
 
-def _qp_body(text: str) -> bytes:
-    """Quoted-printable with CRLF line ends and a final line break (``binascii`` is C)."""
+def qp(text: str) -> bytes:
+    """Quoted-printable of ``text`` with CRLF line ends (input uses ``\\n``; ``binascii`` is C)."""
+    return binascii.b2a_qp(text.encode("utf-8"), istext=True).replace(b"\n", b"\r\n")
+
+
+_PART_HEAD = (
+    'Content-Type: text/{subtype}; charset="utf-8"\r\n'
+    "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+)
+_PLAIN_HEAD = _PART_HEAD.format(subtype="plain").encode("ascii")
+_HTML_HEAD = _PART_HEAD.format(subtype="html").encode("ascii")
+
+
+def multipart_alternative(
+    head: list[bytes], language: str, text_part: bytes, html_part: bytes
+) -> bytes:
+    """A whole message: the ``head`` header lines, then Content-Language, the MIME headers and
+    the two quoted-printable parts. Each part ends with the line break that belongs to the
+    boundary after it (RFC 2046)."""
+    boundary = "=_" + secrets.token_hex(16)  # "=_" never occurs in quoted-printable text
+    return b"".join(
+        [
+            *head,
+            header_line("Content-Language", language),
+            b"MIME-Version: 1.0\r\n",
+            f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode(),
+            f"--{boundary}\r\n".encode(),
+            _PLAIN_HEAD,
+            text_part,
+            f"--{boundary}\r\n".encode(),
+            _HTML_HEAD,
+            html_part,
+            f"--{boundary}--\r\n".encode(),
+        ]
+    )
+
+
+def _qp_part(text: str) -> bytes:
+    """A whole part's body: its own final line break kept (as the email package writes it),
+    then the boundary's."""
     text = text.replace("\r\n", "\n")
     if not text.endswith("\n"):
         text += "\n"
-    return binascii.b2a_qp(text.encode("utf-8"), istext=True).replace(b"\n", b"\r\n")
+    return qp(text) + b"\r\n"
 
 
 def build_message_bytes(
@@ -141,38 +188,18 @@ def build_message_bytes(
     written here costs a tenth. ``to`` is the recipient's address, ``to_name`` their display
     name (see ``to_header``). A non-ASCII address gets an SMTPUTF8 message.
     """
-    policy = SMTP if to.isascii() else SMTPUTF8
-    boundary = "===============" + secrets.token_hex(16) + "=="  # never in quoted-printable
+    utf8 = not to.isascii()
     head = [
-        _header_line(policy, "From", mail_from),
+        header_line("From", mail_from, utf8=utf8),
         b"To: " + to_header(to, to_name) + b"\r\n",
-        _header_line(policy, "Subject", rendered.subject),
+        header_line("Subject", rendered.subject, utf8=utf8),
         f"Date: {formatdate(localtime=False, usegmt=True)}\r\n".encode("ascii"),
         f"Message-ID: {make_msgid(domain=sender_domain(mail_from))}\r\n".encode("ascii"),
     ]
-    head += [_header_line(policy, name, value) for name, value in (extra_headers or {}).items()]
-    head += [
-        b"MIME-Version: 1.0\r\n",
-        f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n'.encode("ascii"),
-        _header_line(policy, "Content-Language", rendered.language),
-        b"\r\n",
-    ]
-    part_head = (
-        'Content-Type: text/{subtype}; charset="utf-8"\r\n'
-        "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+    head += [header_line(name, value, utf8=utf8) for name, value in (extra_headers or {}).items()]
+    return multipart_alternative(
+        head, rendered.language, _qp_part(rendered.text), _qp_part(rendered.html)
     )
-    body = [
-        f"--{boundary}\r\n".encode("ascii"),
-        part_head.format(subtype="plain").encode("ascii"),
-        _qp_body(rendered.text),
-        # The line break before a boundary belongs to the boundary (RFC 2046): one more keeps
-        # the part's own final line break, as the email package does.
-        f"\r\n--{boundary}\r\n".encode("ascii"),
-        part_head.format(subtype="html").encode("ascii"),
-        _qp_body(rendered.html),
-        f"\r\n--{boundary}--\r\n".encode("ascii"),
-    ]
-    return b"".join(head + body)
 
 
 def recipient_header(address: str, name: str | None = None) -> str:

@@ -14,21 +14,17 @@ NUL never occurs in a message we build, so it can mark slots safely.
 
 from __future__ import annotations
 
-import binascii
 import hashlib
 import html
 import re
-import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from email.policy import SMTP
 from email.utils import formatdate
 
 from markupsafe import escape
 
-from .headers import checked, encode_text_header, needs_text_encoding
-from .message import sender_domain, to_header
+from .message import header_line, multipart_alternative, qp, sender_domain, to_header
 from .render import RenderedEmail
 
 # What a template marks in rendered text and HTML where per-recipient values go (letters and
@@ -78,11 +74,6 @@ def _slot(name: str) -> bytes:
     return b"\x00" + name.encode() + b"\x00"
 
 
-def _qp(text: str) -> bytes:
-    """Quoted-printable of ``text`` with CRLF line ends (input uses ``\\n``)."""
-    return binascii.b2a_qp(text.encode("utf-8"), istext=True).replace(b"\n", b"\r\n")
-
-
 def _qp_with_slots(text: str, part: int) -> bytes:
     """Encode ``text`` with each body marker replaced by its slot between soft breaks
     (``part`` 0 for the text part's slots, 1 for the HTML part's)."""
@@ -91,22 +82,13 @@ def _qp_with_slots(text: str, part: int) -> bytes:
     position = 0
     for match in _BODY_MARKERS.finditer(text):
         slot = _BODY_SLOTS[match.group()][part]
-        out += [_qp(text[position : match.start()]), b"=\r\n", _slot(slot), b"=\r\n"]
+        out += [qp(text[position : match.start()]), b"=\r\n", _slot(slot), b"=\r\n"]
         position = match.end()
-    out.append(_qp(text[position:]))
+    out.append(qp(text[position:]))
     # The line break before a boundary belongs to the boundary (RFC 2046): one more keeps the
     # text's own last line break.
     out.append(b"\r\n")
     return b"".join(out)
-
-
-def _header(name: str, value: str) -> bytes:
-    """One header, folded and RFC 2047-encoded as needed (the email package's SMTP policy)."""
-    if any(ch in value for ch in "\r\n\x00"):
-        raise ValueError(f"header {name} holds a line break")
-    if needs_text_encoding(name, value):
-        return encode_text_header(name, value)
-    return checked(name, value, SMTP.fold_binary(name, SMTP.header_factory(name, value)))
 
 
 def build_template(
@@ -125,11 +107,10 @@ def build_template(
     unless ``list_unsubscribe`` is false (a transactional email, not a newsletter).
     With ``personal_mailto`` the mailto's address is a per-recipient slot instead.
     """
-    boundary = "=_" + secrets.token_hex(16)  # "=_" never occurs in quoted-printable text
     head = [
-        _header("From", mail_from),
+        header_line("From", mail_from),
         b"To: " + _slot(SLOT_TO) + b"\r\n",
-        _header("Subject", rendered.subject),
+        header_line("Subject", rendered.subject),
         b"Date: " + _slot(SLOT_DATE) + b"\r\n",
         b"Message-ID: " + _slot(SLOT_MESSAGE_ID) + b"\r\n",
     ]
@@ -144,27 +125,13 @@ def build_template(
     for name, value in (headers or {}).items():
         if name.lower() == "list-unsubscribe":
             continue
-        head.append(_header(name, value))
-    head += [
-        _header("Content-Language", rendered.language),
-        b"MIME-Version: 1.0\r\n",
-        f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n'.encode(),
-        b"\r\n",
-    ]
-    part_head = (
-        'Content-Type: text/{subtype}; charset="utf-8"\r\n'
-        "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
-    )
-    body = [
-        f"--{boundary}\r\n".encode(),
-        part_head.format(subtype="plain").encode(),
+        head.append(header_line(name, value))
+    return multipart_alternative(
+        head,
+        rendered.language,
         _qp_with_slots(rendered.text, 0),
-        f"--{boundary}\r\n".encode(),
-        part_head.format(subtype="html").encode(),
         _qp_with_slots(rendered.html, 1),
-        f"--{boundary}--\r\n".encode(),
-    ]
-    return b"".join(head + body)
+    )
 
 
 class _DateCache:
@@ -201,8 +168,8 @@ class Recipient:
 
 def _url_values(url: str) -> tuple[bytes, bytes]:
     """A URL quoted-printable for the text part and, HTML-escaped, for the HTML part."""
-    text_url = _qp(url)
-    return text_url, (text_url if "&" not in url else _qp(html.escape(url)))
+    text_url = qp(url)
+    return text_url, (text_url if "&" not in url else qp(html.escape(url)))
 
 
 class PreparedMessage:
@@ -238,8 +205,8 @@ class PreparedMessage:
             recipient.unsubscribe_url.encode("ascii"),
             *_url_values(recipient.unsubscribe_url),
             *_url_values(recipient.link_url),
-            _qp(name),
-            _qp(str(escape(name))),
+            qp(name),
+            qp(str(escape(name))),
             recipient.unsubscribe_mailto.encode("ascii"),
         )
         literals = self._literals
