@@ -52,28 +52,29 @@ from ..domain.digests import (
     Progress,
     cancel_digest,
     create_digest,
-    create_schedule,
     digest_progress,
     digests_query,
     get_digest,
     pause_digest,
     resume_digest,
+)
+from ..domain.feed_fetch import FeedFetchError, fetch_feed_url
+from ..domain.feed_import import FeedError, import_feed
+from ..domain.feedback import FeedbackCounts, feedback_by_digest, feedback_since
+from ..domain.releases import (
+    InvalidInput,
+    create_release,
+    list_releases,
+    new_release_values,
+    paginate,
+    update_release,
+)
+from ..domain.requests import RELEASE_FIELDS
+from ..domain.schedules import (
+    create_schedule,
     schedule_as_dict,
     schedules_query,
     set_schedule_status,
-)
-from ..domain.feed_fetch import FeedFetchError, fetch_feed_url
-from ..domain.feedback import FeedbackCounts, feedback_by_digest, feedback_since
-from ..domain.releases import (
-    RELEASE_FIELDS,
-    FeedError,
-    InvalidInput,
-    clean_release,
-    create_release,
-    import_feed,
-    list_releases,
-    paginate,
-    update_release,
 )
 from ..domain.subscriber_export import export_lines
 from ..domain.subscriber_import import (
@@ -629,10 +630,10 @@ def release_form(release: Release | None):
     data, time_errors = release_form_data(request.form)
     try:
         if time_errors:
-            clean_release(data)  # gathers the other fields' errors too
+            new_release_values(data)  # gathers the other fields' errors too
             raise InvalidInput(time_errors)
         if action == "preview":
-            cleaned = clean_release(data)
+            cleaned = new_release_values(data)
             return render_template(
                 "admin/release_form.html",
                 release=release,
