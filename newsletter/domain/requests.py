@@ -59,8 +59,6 @@ class Request(BaseModel):
 class ReleaseRequest(Request):
     """A new release: ``{title, language, ...}``."""
 
-    model_config = ConfigDict(title="ReleaseInput")
-
     title: rule(text_rule(MAX_TITLE_LENGTH, required=True), str, max_length=MAX_TITLE_LENGTH)
     dateline: rule(
         text_rule(MAX_DATELINE_LENGTH), str, nullable=True, max_length=MAX_DATELINE_LENGTH,
@@ -95,8 +93,6 @@ class ReleaseChange(ReleaseRequest):
     """Some fields of a release; a given field is checked as when creating, and may not be
     emptied where a release needs it (title, language, published_at)."""
 
-    model_config = ConfigDict(title="ReleaseChange")
-
     title: rule(
         text_rule(MAX_TITLE_LENGTH, required=True), str, nullable=True, max_length=MAX_TITLE_LENGTH
     ) = None
@@ -109,8 +105,6 @@ RELEASE_FIELDS = tuple(ReleaseRequest.model_fields)
 
 class DigestRequest(Request):
     """A one-off digest: ``{language, send_at?, subject?}``."""
-
-    model_config = ConfigDict(title="DigestInput")
 
     language: Language
     send_at: rule(
@@ -138,7 +132,6 @@ class ScheduleChange(Request):
     """A recurring schedule's fields: ``cron``, or ``every`` + ``at`` (+ ``weekday``)."""
 
     model_config = ConfigDict(
-        title="ScheduleChange",
         json_schema_extra={
             "description": "Give `cron`, or `every` + `at` (+ `weekday` for weekly)."
         },
@@ -159,8 +152,6 @@ class ScheduleChange(Request):
 
 class ScheduleRequest(ScheduleChange):
     """A new recurring schedule (its language is required)."""
-
-    model_config = ConfigDict(title="ScheduleInput")
 
     language: Language
 
