@@ -124,17 +124,21 @@ def list_releases(
     return paginate(releases_query(language), page=page, per_page=per_page)
 
 
+# What a reader is shown of a release, wherever it appears (the API, a digest's item).
+RELEASE_SHOWN_FIELDS = ("title", "dateline", "summary", "url", "image_url", "video_url")
+
+
+def release_shown(release: Release) -> dict[str, Any]:
+    """The fields of ``release`` a reader is shown, by name."""
+    return {name: getattr(release, name) for name in RELEASE_SHOWN_FIELDS}
+
+
 def release_as_dict(release: Release) -> dict[str, Any]:
     """The JSON shape of a release in the API."""
     return {
         "id": release.id,
-        "title": release.title,
-        "dateline": release.dateline,
-        "summary": release.summary,
+        **release_shown(release),
         "body": release.body_html,
-        "url": release.url,
-        "image_url": release.image_url,
-        "video_url": release.video_url,
         "language": release.language,
         "published_at": iso(release.published_at),
         "source_guid": release.source_guid,
