@@ -33,7 +33,7 @@ def _language_figures(language: str, seconds: float) -> list[Figure]:
         release_context,
         render_digest_template,
     )
-    from newsletter.domain.digests import default_subject
+    from newsletter.domain.digest_composition import default_subject
     from newsletter.mail.prepared import PreparedMessage, Recipient
     from newsletter.mail.render import _environment
     from newsletter.models import Release, utcnow

@@ -154,7 +154,7 @@ def naive_message(subscriber: tuple, releases: list, subject: str) -> bytes:
 
 def baseline_naive_loop(server: CountingSmtpServer, recipients: int) -> SendResult:
     """Baseline B: render + build + send per recipient, one connection."""
-    from newsletter.domain.digests import default_subject
+    from newsletter.domain.digest_composition import default_subject
     from newsletter.models import utcnow
 
     subscribers = _subscriber_rows(recipients)
@@ -175,7 +175,7 @@ def baseline_naive_loop(server: CountingSmtpServer, recipients: int) -> SendResu
 def prebuilt_messages(count: int) -> list[tuple[str, bytes]]:
     """Distinct finished messages (the service's own bytes), built before the clock starts."""
     from newsletter.delivery.digests import UnsubscribeLinks, message_id, render_digest_template
-    from newsletter.domain.digests import default_subject
+    from newsletter.domain.digest_composition import default_subject
     from newsletter.mail.prepared import PreparedMessage, Recipient
     from newsletter.models import utcnow
 

@@ -58,6 +58,14 @@ def error_of(response) -> dict:
     return body["error"]
 
 
+def assert_refused_with_the_field(app, response, model, field: str) -> None:
+    """A 422 naming ``field``, and no row of ``model`` stored."""
+    assert response.status_code == 422
+    assert field in error_of(response)["fields"]
+    with app.app_context():
+        assert db.session.scalar(select(func.count(model.id))) == 0
+
+
 # ---------------------------------------------------------------------------------------------
 # Who may call
 
@@ -296,11 +304,7 @@ def test_a_digest_without_send_at_is_due_now(app, api):
     ],
 )
 def test_bad_digest_requests_are_refused_with_the_field(app, api, payload, field):
-    response = api.post("/api/v1/digests", json=payload)
-    assert response.status_code == 422
-    assert field in error_of(response)["fields"]
-    with app.app_context():
-        assert db.session.scalar(select(func.count(Digest.id))) == 0
+    assert_refused_with_the_field(app, api.post("/api/v1/digests", json=payload), Digest, field)
 
 
 def test_pause_resume_and_cancel(app, api):
@@ -451,10 +455,7 @@ def test_schedules_crud(app, api):
 )
 def test_bad_schedules_are_refused(app, api, payload, field):
     response = api.post("/api/v1/schedules", json=payload)
-    assert response.status_code == 422
-    assert field in error_of(response)["fields"]
-    with app.app_context():
-        assert db.session.scalar(select(func.count(DigestSchedule.id))) == 0
+    assert_refused_with_the_field(app, response, DigestSchedule, field)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ from sqlalchemy import select, text
 from newsletter.dates import format_date
 from newsletter.delivery.digests import run_digest
 from newsletter.domain.archive import SEARCH_EXPRESSION, slugify
-from newsletter.domain.digests import create_digest, default_subject
+from newsletter.domain.digest_composition import default_subject
+from newsletter.domain.digests import create_digest
 from newsletter.domain.releases import InvalidInput, create_release
 from newsletter.extensions import db
 from newsletter.models import Digest, DigestStatus, Release, utcnow

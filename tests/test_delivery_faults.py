@@ -22,7 +22,8 @@ import pytest
 from sqlalchemy import select
 
 from newsletter.delivery.outbox import queue_message
-from newsletter.domain.digests import create_digest, create_schedule
+from newsletter.domain.digests import create_digest
+from newsletter.domain.schedules import create_schedule
 from newsletter.extensions import db
 from newsletter.models import Digest, DigestStatus, OutboxMessage, OutboxStatus, utcnow
 from newsletter.scheduling.jobs import start_schedule_period

@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import func, select
 
 from newsletter.delivery.digests import run_digest
-from newsletter.domain.digests import create_digest, releases_for_digest
+from newsletter.domain.digest_composition import releases_for_digest
+from newsletter.domain.digests import create_digest
 from newsletter.extensions import db
 from newsletter.mail.prepared import (
     UNSUBSCRIBE_MARKER,

@@ -40,8 +40,9 @@ from newsletter.delivery.signing import app_signer
 from newsletter.domain import passwords
 from newsletter.domain.accounts import create_staff
 from newsletter.domain.api_tokens import issue_api_token
-from newsletter.domain.digests import create_digest, create_schedule
+from newsletter.domain.digests import create_digest
 from newsletter.domain.releases import create_release
+from newsletter.domain.schedules import create_schedule
 from newsletter.domain.subscriptions import preferences_token, unsubscribe_token
 from newsletter.extensions import db
 from newsletter.models import (

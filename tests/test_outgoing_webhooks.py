@@ -17,11 +17,11 @@ from sqlalchemy import select
 
 from newsletter.delivery.signing import app_signer
 from newsletter.domain.accounts import create_staff
+from newsletter.domain.digests import new_digest
 from newsletter.domain.subscriptions import confirm_subscription, confirmation_token, unsubscribe
 from newsletter.domain.webhooks import emit_event
 from newsletter.extensions import db
 from newsletter.models import (
-    Digest,
     Subscriber,
     SubscriberStatus,
     WebhookDelivery,
@@ -130,15 +130,7 @@ def test_a_receiver_gets_signed_events_it_can_verify(app, run_worker):
         # A digest to a few confirmed readers.
         add_subscribers(3, language="en")
         add_release(language="en", title="Budget")
-        digest = Digest(
-            language="en",
-            status="scheduled",
-            send_at=utcnow(),
-            paused=False,
-            recipients=0,
-            sent=0,
-            failed=0,
-        )
+        digest = new_digest(language="en", send_at=utcnow())
         db.session.add(digest)
         db.session.commit()
         digest_id = digest.id

@@ -9,7 +9,7 @@ from datetime import datetime
 import pytest
 from sqlalchemy import func, select
 
-from newsletter.domain.releases import InvalidInput, clean_release, sanitise_body
+from newsletter.domain.releases import InvalidInput, new_release_values, sanitise_body
 from newsletter.extensions import db
 from newsletter.models import Release
 
@@ -218,5 +218,5 @@ def test_sanitiser_keeps_structure_and_drops_active_content():
 
 def test_release_validation_reports_each_field():
     with pytest.raises(InvalidInput) as caught:
-        clean_release({"title": "x" * 301, "language": "", "video_url": "//no-scheme"})
+        new_release_values({"title": "x" * 301, "language": "", "video_url": "//no-scheme"})
     assert set(caught.value.fields) == {"title", "language", "video_url"}

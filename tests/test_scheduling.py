@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select, text, update
 
-from newsletter.domain.digests import create_digest, create_schedule
+from newsletter.domain.digests import create_digest
+from newsletter.domain.schedules import create_schedule
 from newsletter.extensions import db
 from newsletter.models import (
     Digest,

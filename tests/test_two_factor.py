@@ -215,12 +215,8 @@ def test_exports_ask_for_a_fresh_code_after_a_while(app):
 def sending_targets(app) -> dict[str, int]:
     """A paused digest, a paused schedule and a sent digest with one failed delivery: what
     the whole-list routes act on."""
-    from newsletter.domain.digests import (
-        create_digest,
-        create_schedule,
-        pause_digest,
-        set_schedule_status,
-    )
+    from newsletter.domain.digests import create_digest, pause_digest
+    from newsletter.domain.schedules import create_schedule, set_schedule_status
     from newsletter.models import Delivery, Digest, ScheduleStatus
     from tests.support.feedback import add_subscriber
 

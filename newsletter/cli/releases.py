@@ -10,7 +10,7 @@ from flask.cli import AppGroup
 from sqlalchemy import func, select
 
 from ..config import LANGUAGES
-from ..domain.releases import FeedError, import_feed, read_feed_source
+from ..domain.feed_import import FeedError, import_feed, read_feed_source
 from ..extensions import db
 from ..models import Release, utcnow
 

@@ -7,12 +7,11 @@ from datetime import datetime
 
 from flask import current_app
 
+from ..domain.releases import release_shown
 from ..domain.subscriptions import preferences_token_for, unsubscribe_token
 from ..mail.prepared import LINK_MARKER, UNSUBSCRIBE_MARKER, PreparedMessage, build_template
 from ..mail.render import render_email
-from ..models import (
-    Release,
-)
+from ..models import Release
 from .links import digest_page_url, release_page_url, token_url
 from .signing import app_signer
 from .streams import STREAM_NEWSLETTER, feedback_id, stream_mail_from
@@ -24,12 +23,7 @@ log = logging.getLogger(__name__)
 def release_context(release: Release) -> dict[str, object]:
     """What the digest templates know of a release."""
     return {
-        "title": release.title,
-        "dateline": release.dateline,
-        "summary": release.summary,
-        "url": release.url,
-        "image_url": release.image_url,
-        "video_url": release.video_url,
+        **release_shown(release),
         "published_at": release.published_at,
         # Every item links to a page where it can be read (issue 13): its public page.
         "page_url": release_page_url(release.id, release.language, release.title),

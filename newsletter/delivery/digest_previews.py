@@ -10,10 +10,7 @@ from email.policy import default as default_policy
 
 from flask import current_app
 
-from ..domain.digests import (
-    default_subject,
-    releases_for_digest,
-)
+from ..domain.digest_composition import default_subject, releases_for_digest
 from ..mail.prepared import PreparedMessage, Recipient
 from ..models import (
     Digest,

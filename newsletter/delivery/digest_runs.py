@@ -19,11 +19,8 @@ from sqlalchemy import (
     select,
 )
 
-from ..domain.digests import (
-    claim_due_digest,
-    compose_digest,
-    finish_digest,
-)
+from ..domain.digest_composition import compose_digest
+from ..domain.digests import claim_due_digest, finish_digest
 from ..domain.webhooks import emit_event
 from ..extensions import db
 from ..models import (

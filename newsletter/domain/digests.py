@@ -1,5 +1,5 @@
-"""Digests: what goes into one (the releases since the last one sent), their life cycle, and the
-recurring schedules that create them.
+"""Digests: their life cycle, from scheduled to sent, and what the API shows of them. What goes
+into one is ``digest_composition``; the recurring schedules that create them, ``schedules``.
 
 Statuses are the contract's: scheduled, sending, sent, skipped, failed. Pausing is the
 ``paused`` flag; cancelling records ``failed`` with the reason ``cancelled``; a run missed beyond
@@ -15,229 +15,42 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import and_, exists, func, insert, select, text, update
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..config import DEFAULT_TIMEZONE, DIGEST_MAX_RELEASES, LANGUAGES
-from ..dates import format_date
 from ..extensions import db
-from ..models import (
-    Delivery,
-    DeliveryStatus,
-    Digest,
-    DigestSchedule,
-    DigestStatus,
-    Release,
-    ScheduleStatus,
-    release_carriers,
-    utcnow,
-)
-from .recurrence import WEEKDAYS, parse_recurrence
-from .releases import ENCODED_WORD, ENCODED_WORD_REFUSED, InvalidInput, iso, parse_datetime
-from .wording import Message, translatable
+from ..models import Delivery, DeliveryStatus, Digest, DigestSchedule, DigestStatus, utcnow
+from .field_rules import validate
+from .releases import iso
+from .requests import DigestRequest
 
 CANCELLED = "cancelled"
 MISSED = "missed"
-# A send time this far in the past is still "now" (clocks of client and server differ a little).
-SEND_AT_TOLERANCE = timedelta(minutes=5)
-MAX_SUBJECT_LENGTH = 300
 
 
 class DigestStateError(ValueError):
     """The digest or schedule is not in a state that allows this (e.g. resuming a sent one)."""
 
 
-# ---------------------------------------------------------------------------------------------
-# Input
-
-
-def _subject(data: Mapping[str, Any], errors: dict[str, str]) -> str | None:
-    value = data.get("subject")
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if not isinstance(value, str):
-        errors["subject"] = translatable("Must be text.")
-        return None
-    value = " ".join(value.split()) if not any(ord(c) < 32 for c in value.strip()) else None
-    if value is None:
-        errors["subject"] = translatable("Line breaks and control characters are not allowed.")
-        return None
-    if len(value) > MAX_SUBJECT_LENGTH:
-        errors["subject"] = Message("At most %(count)d characters.", count=MAX_SUBJECT_LENGTH)
-        return None
-    if ENCODED_WORD.search(value):
-        errors["subject"] = ENCODED_WORD_REFUSED
-        return None
-    return value
-
-
-def _language(data: Mapping[str, Any], errors: dict[str, str]) -> str | None:
-    value = data.get("language")
-    if not isinstance(value, str) or value.strip().lower() not in LANGUAGES:
-        errors["language"] = Message("Required: one of %(choices)s.", choices=", ".join(LANGUAGES))
-        return None
-    return value.strip().lower()
-
-
-def _unknown(data: Mapping[str, Any], allowed: set[str], errors: dict[str, str]) -> None:
-    for name in sorted(set(data) - allowed):
-        errors[name] = translatable("Unknown field.")
-
-
-def clean_digest_request(data: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:
-    """``{language, send_at?, subject?}``: ``send_at`` ISO 8601, absent meaning now."""
-    now = now or utcnow()
-    errors: dict[str, str] = {}
-    _unknown(data, {"language", "send_at", "subject"}, errors)
-    values: dict[str, Any] = {
-        "language": _language(data, errors),
-        "subject": _subject(data, errors),
-        "send_at": now,
-    }
-    raw = data.get("send_at")
-    if raw not in (None, ""):
-        try:
-            send_at = parse_datetime(raw)
-        except (ValueError, TypeError):
-            errors["send_at"] = translatable(
-                "Must be an ISO 8601 date-time, e.g. 2025-03-01T09:00:00+01:00."
-            )
-        else:
-            if send_at < now - SEND_AT_TOLERANCE:
-                errors["send_at"] = translatable("Must not be in the past.")
-            # Slightly in the past (clock skew) means now.
-            values["send_at"] = max(send_at, now)
-    if errors:
-        raise InvalidInput(errors)
-    return values
+def new_digest(**values: Any) -> Digest:
+    """A scheduled digest row with nothing sent yet (not added to the session)."""
+    return Digest(
+        status=DigestStatus.SCHEDULED, paused=False, recipients=0, sent=0, failed=0, **values
+    )
 
 
 def create_digest(data: Mapping[str, Any], now: datetime | None = None) -> Digest:
-    """A one-off digest, scheduled at ``send_at`` (now when absent); the caller commits."""
-    values = clean_digest_request(data, now)
-    digest = Digest(
-        status=DigestStatus.SCHEDULED,
-        paused=False,
-        recipients=0,
-        sent=0,
-        failed=0,
-        **values,
+    """A one-off digest ``{language, send_at?, subject?}``, scheduled at ``send_at`` (now when
+    absent); the caller commits."""
+    now = now or utcnow()
+    request = validate(DigestRequest, data, now=now)
+    digest = new_digest(
+        language=request.language, subject=request.subject, send_at=request.send_at or now
     )
     db.session.add(digest)
     db.session.flush()
     return digest
-
-
-# ---------------------------------------------------------------------------------------------
-# Composition
-
-
-def last_sent_at(language: str) -> datetime | None:
-    """When the releases of the last digest sent in ``language`` were gathered."""
-    return db.session.scalar(
-        select(func.max(Digest.started_at)).where(
-            Digest.language == language, Digest.status == DigestStatus.SENT
-        )
-    )
-
-
-def _carried_in(language: str):
-    """Releases already carried by a digest of ``language`` (recorded at compose time)."""
-    return exists().where(
-        release_carriers.c.language == language, release_carriers.c.release_id == Release.id
-    )
-
-
-def first_composed_at(language: str) -> datetime | None:
-    """When the first digest of ``language`` that carried anything was composed."""
-    return db.session.scalar(
-        select(func.min(Digest.started_at))
-        .select_from(release_carriers)
-        .join(Digest, Digest.id == release_carriers.c.digest_id)
-        .where(release_carriers.c.language == language)
-    )
-
-
-def releases_for_digest(
-    language: str, now: datetime, *, first_window_days: int, limit: int = DIGEST_MAX_RELEASES
-) -> list[Release]:
-    """Releases of ``language`` not yet carried by any digest of that language (newest first).
-
-    Chosen by "not yet carried", not by time windows: a release imported late with an older
-    date (a feed poll, a backdated entry) goes into the next digest, and what a cap leaves out
-    waits for the next one (the oldest go first, so nothing waits forever). The window only
-    bounds the backlog: the first digest of a language looks ``first_window_days`` back, and
-    later ones take anything published since then or created since the first digest.
-    """
-    window = timedelta(days=first_window_days)
-    began = first_composed_at(language)
-    if began is None:
-        recent = Release.published_at > now - window
-    else:
-        recent = (Release.published_at > began - window) | (Release.created_at > began)
-    query = (
-        select(Release)
-        .where(
-            Release.language == language,
-            Release.published_at <= now,
-            recent,
-            ~_carried_in(language),
-        )
-        .order_by(Release.published_at.asc(), Release.id.asc())
-        .limit(limit)
-    )
-    chosen = list(db.session.scalars(query))
-    chosen.sort(key=lambda release: (release.published_at, release.id), reverse=True)
-    return chosen
-
-
-def lock_composition(language: str) -> None:
-    """At most one digest of a language composes at a time (held until the transaction ends).
-
-    PostgreSQL: a transaction-scoped advisory lock per language. SQLite: the caller's claim of
-    the digest row already holds the database's single write lock until commit.
-    """
-    if db.session.get_bind().dialect.name == "postgresql":
-        db.session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
-            {"key": f"newsletter-digest-compose:{language}"},
-        )
-
-
-def default_subject(language: str, releases: list[Release], when: datetime) -> str:
-    """The date in the digest's language, then the top headline."""
-    date = format_date(when, language)
-    if not releases:
-        return date
-    subject = f"{date} — {releases[0].title}"
-    if len(subject) > MAX_SUBJECT_LENGTH:
-        subject = subject[: MAX_SUBJECT_LENGTH - 1] + "…"
-    return subject
-
-
-def compose_digest(digest: Digest, now: datetime, *, first_window_days: int) -> list[Release]:
-    """Attach the releases due in ``digest`` and settle its subject; returns the releases.
-
-    Each release taken is recorded in ``release_carriers`` in the same transaction, under the
-    language's composition lock, so no other digest of the language can take it again.
-    """
-    lock_composition(digest.language)
-    releases = releases_for_digest(digest.language, now, first_window_days=first_window_days)
-    digest.releases = releases
-    if releases:
-        db.session.flush()
-        db.session.execute(
-            insert(release_carriers),
-            [
-                {"language": digest.language, "release_id": release.id, "digest_id": digest.id}
-                for release in releases
-            ],
-        )
-    if not digest.subject:
-        digest.subject = default_subject(digest.language, releases, now)
-    return releases
 
 
 # ---------------------------------------------------------------------------------------------
@@ -440,135 +253,6 @@ def deliveries_query(digest_id: int, status: str | None = None):
     return query
 
 
-# ---------------------------------------------------------------------------------------------
-# Recurring schedules
-
-
-def _cron_from_fields(data: Mapping[str, Any], errors: dict[str, str]) -> str | None:
-    """``every`` day/week ``at`` HH:MM (``weekday`` for weekly) as a cron expression."""
-    every, at, weekday = data.get("every"), data.get("at"), data.get("weekday")
-    if every not in ("day", "week"):
-        errors["every"] = translatable("One of: day, week (or give a cron expression).")
-        return None
-    if not isinstance(at, str) or len(at) != 5 or at[2] != ":" or not at.isascii():
-        errors["at"] = translatable("A time as HH:MM.")
-        return None
-    try:
-        hour, minute = int(at[:2]), int(at[3:])
-    except ValueError:
-        errors["at"] = translatable("A time as HH:MM.")
-        return None
-    if not (0 <= hour < 24 and 0 <= minute < 60):
-        errors["at"] = translatable("A time as HH:MM.")
-        return None
-    if every == "day":
-        return f"{minute} {hour} * * *"
-    if not isinstance(weekday, str) or weekday.lower()[:3] not in WEEKDAYS:
-        errors["weekday"] = Message("One of: %(choices)s.", choices=", ".join(WEEKDAYS))
-        return None
-    return f"{minute} {hour} * * {weekday.lower()[:3]}"
-
-
-SCHEDULE_FIELDS = {"language", "cron", "timezone", "subject", "every", "at", "weekday"}
-
-
-def clean_schedule(
-    data: Mapping[str, Any], *, current: DigestSchedule | None = None
-) -> dict[str, Any]:
-    """Validate a schedule (all fields when creating, the given ones when changing)."""
-    errors: dict[str, str] = {}
-    _unknown(data, SCHEDULE_FIELDS, errors)
-    values: dict[str, Any] = {}
-    if current is None or "language" in data:
-        values["language"] = _language(data, errors)
-    if current is None or "subject" in data:
-        values["subject"] = _subject(data, errors)
-    timezone = data.get("timezone", current.timezone if current else DEFAULT_TIMEZONE)
-    if not isinstance(timezone, str) or not timezone or len(timezone) > 64:
-        errors["timezone"] = translatable("A time zone name such as Europe/Brussels.")
-    else:
-        try:
-            ZoneInfo(timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            errors["timezone"] = translatable(
-                "Unknown time zone; use a name such as Europe/Brussels."
-            )
-        else:
-            values["timezone"] = timezone
-    cron: str | None = None
-    if "cron" in data:
-        if not isinstance(data["cron"], str) or not data["cron"].strip():
-            errors["cron"] = translatable("A cron expression such as '0 8 * * mon'.")
-        else:
-            cron = " ".join(data["cron"].split())
-            if len(cron) > 120:
-                errors["cron"] = translatable("At most 120 characters.")
-                cron = None
-    elif "every" in data or "at" in data:
-        cron = _cron_from_fields(data, errors)
-    elif current is None:
-        errors["cron"] = translatable("Give a cron expression, or every (day/week) and at (HH:MM).")
-    else:
-        cron = current.cron
-    if cron is not None and "timezone" in values:
-        try:
-            parse_recurrence(cron, values["timezone"])
-        except (ValueError, TypeError) as exc:
-            errors["cron"] = Message("Not a valid cron expression: %(reason)s", reason=str(exc))
-        else:
-            values["cron"] = cron
-    if errors:
-        raise InvalidInput(errors)
-    return values
-
-
-def create_schedule(data: Mapping[str, Any]) -> DigestSchedule:
-    schedule = DigestSchedule(status=ScheduleStatus.ACTIVE, **clean_schedule(data))
-    db.session.add(schedule)
-    db.session.flush()
-    return schedule
-
-
-def update_schedule(schedule: DigestSchedule, data: Mapping[str, Any]) -> DigestSchedule:
-    if schedule.status == ScheduleStatus.CANCELLED:
-        raise DigestStateError("A cancelled schedule cannot be changed.")
-    for name, value in clean_schedule(data, current=schedule).items():
-        setattr(schedule, name, value)
-    db.session.flush()
-    return schedule
-
-
-def set_schedule_status(schedule: DigestSchedule, status: str) -> None:
-    """Pause, resume (active) or cancel a schedule; a cancelled one stays cancelled."""
-    if schedule.status == ScheduleStatus.CANCELLED:
-        raise DigestStateError("This schedule is cancelled.")
-    schedule.status = status
-
-
-def schedule_as_dict(
-    schedule: DigestSchedule, next_run_at: datetime | None = None
-) -> dict[str, Any]:
-    """The schedule as the API shows it; ``next_run_at`` (naive UTC) comes from the trigger."""
-    return {
-        "id": schedule.id,
-        "language": schedule.language,
-        "cron": schedule.cron,
-        "timezone": schedule.timezone,
-        "subject": schedule.subject,
-        "status": schedule.status,
-        "next_run_at": iso(next_run_at) if schedule.status == ScheduleStatus.ACTIVE else None,
-        "created_at": iso(schedule.created_at),
-        "updated_at": iso(schedule.updated_at),
-    }
-
-
-def schedules_query(status: str | None = None):
-    query = select(DigestSchedule).order_by(DigestSchedule.id)
-    if status:
-        query = query.where(DigestSchedule.status == status)
-    return query
-
-
 def create_scheduled_run(schedule: DigestSchedule, send_at: datetime) -> Digest | None:
     """The digest of one period of ``schedule``; None when that period already has one.
 
@@ -580,16 +264,11 @@ def create_scheduled_run(schedule: DigestSchedule, send_at: datetime) -> Digest 
     )
     if exists_already is not None:
         return None
-    digest = Digest(
+    digest = new_digest(
         schedule_id=schedule.id,
         language=schedule.language,
         subject=schedule.subject,
-        status=DigestStatus.SCHEDULED,
         send_at=send_at,
-        paused=False,
-        recipients=0,
-        sent=0,
-        failed=0,
     )
     try:
         with db.session.begin_nested():

@@ -19,7 +19,7 @@ from ..domain.digests import (
     mark_missed,
     record_missed_run,
 )
-from ..domain.releases import FeedError, import_feed, read_feed_source
+from ..domain.feed_import import FeedError, import_feed, read_feed_source
 from ..extensions import db
 from ..models import Digest, DigestSchedule, DigestStatus, ScheduleStatus, utcnow
 from ..observability.logs import log_context

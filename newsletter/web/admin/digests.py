@@ -17,18 +17,20 @@ from ...domain.digests import (
     Progress,
     cancel_digest,
     create_digest,
-    create_schedule,
     digest_progress,
     digests_query,
     get_digest,
     pause_digest,
     resume_digest,
+)
+from ...domain.feedback import FeedbackCounts, feedback_by_digest
+from ...domain.releases import InvalidInput, paginate
+from ...domain.schedules import (
+    create_schedule,
     schedule_as_dict,
     schedules_query,
     set_schedule_status,
 )
-from ...domain.feedback import FeedbackCounts, feedback_by_digest
-from ...domain.releases import InvalidInput, paginate
 from ...extensions import db
 from ...models import Digest, DigestSchedule, DigestStatus, ScheduleStatus
 from ...scheduling.triggers import next_fire_time

@@ -12,16 +12,15 @@ from flask_babel import gettext as _
 
 from ...config import CONSOLE_PAGE_SIZE, DEFAULT_TIMEZONE, FEED_UPLOAD_MAX_BYTES, LANGUAGES
 from ...domain.feed_fetch import FeedFetchError, fetch_feed_url
+from ...domain.feed_import import FeedError, import_feed
 from ...domain.releases import (
-    RELEASE_FIELDS,
-    FeedError,
     InvalidInput,
-    clean_release,
     create_release,
-    import_feed,
     list_releases,
+    new_release_values,
     update_release,
 )
+from ...domain.requests import RELEASE_FIELDS
 from ...extensions import csrf, db
 from ...models import Release
 from ..auth import audit, can, requires
@@ -91,10 +90,10 @@ def release_form(release: Release | None):
     data, time_errors = release_form_data(request.form)
     try:
         if time_errors:
-            clean_release(data)  # gathers the other fields' errors too
+            new_release_values(data)  # gathers the other fields' errors too
             raise InvalidInput(time_errors)
         if action == "preview":
-            cleaned = clean_release(data)
+            cleaned = new_release_values(data)
             return render_template(
                 "admin/release_form.html",
                 release=release,
