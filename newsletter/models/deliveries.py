@@ -18,7 +18,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
-from .base import BigId, utcnow
+from .base import BigPk, CreatedAt, utcnow
 
 
 class OutboxStatus(enum.StrEnum):
@@ -33,7 +33,7 @@ class OutboxMessage(db.Model):
 
     __tablename__ = "outbox_messages"
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    id: Mapped[BigPk]
     kind: Mapped[str] = mapped_column(String(40))
     recipient: Mapped[str] = mapped_column(String(320))
     # Case-folded recipient, for per-address caps.
@@ -46,7 +46,7 @@ class OutboxMessage(db.Model):
     # Who holds the claim: only that sender may record the outcome (issue 10).
     claim_token: Mapped[str | None] = mapped_column(String(32))
     last_error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_at: Mapped[CreatedAt]
     sent_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     __table_args__ = (
@@ -68,7 +68,7 @@ class Delivery(db.Model):
 
     __tablename__ = "deliveries"
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    id: Mapped[BigPk]
     digest_id: Mapped[int] = mapped_column(ForeignKey("digests.id", ondelete="CASCADE"))
     subscriber_id: Mapped[int] = mapped_column(
         ForeignKey("subscribers.id", ondelete="CASCADE"), index=True

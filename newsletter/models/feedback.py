@@ -5,18 +5,11 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import (
-    DateTime,
-    ForeignKey,
-    Index,
-    Integer,
-    LargeBinary,
-    String,
-)
+from sqlalchemy import DateTime, ForeignKey, Index, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
-from .base import BigId, utcnow
+from .base import BigPk, utcnow
 
 
 class InboundKind(enum.StrEnum):
@@ -40,7 +33,7 @@ class InboundMessage(db.Model):
 
     __tablename__ = "inbound_messages"
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    id: Mapped[BigPk]
     source: Mapped[str] = mapped_column(String(16))  # smtp, lmtp, imap, ses, postmark
     received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     envelope_from: Mapped[str | None] = mapped_column(String(320))

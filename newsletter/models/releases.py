@@ -22,7 +22,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..config import DEFAULT_TIMEZONE
 from ..extensions import db
-from .base import BigId, utcnow
+from .base import BigPk, CreatedAt, utcnow
 
 # The text a release is searched by, as a tsvector in its language's configuration. The archive
 # query and the GIN index of migration 0006 must use this exact expression, or PostgreSQL will
@@ -44,7 +44,7 @@ class Release(db.Model):
 
     __tablename__ = "releases"
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    id: Mapped[BigPk]
     title: Mapped[str] = mapped_column(String(300))
     dateline: Mapped[str | None] = mapped_column(String(120))
     summary: Mapped[str] = mapped_column(Text, default="")
@@ -56,7 +56,7 @@ class Release(db.Model):
     published_at: Mapped[datetime] = mapped_column(DateTime, index=True)
     # Feed entry id (or link) so a re-import updates instead of duplicating.
     source_guid: Mapped[str | None] = mapped_column(String(2000), unique=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_at: Mapped[CreatedAt]
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     # Public archive (issue 13): the release this one translates; translations of one original
     # all point at it, so the original and its translations form one group.
@@ -78,13 +78,13 @@ class DigestSchedule(db.Model):
 
     __tablename__ = "digest_schedules"
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    id: Mapped[BigPk]
     language: Mapped[str] = mapped_column(String(8))
     cron: Mapped[str] = mapped_column(String(120))  # "minute hour day month day_of_week"
     timezone: Mapped[str] = mapped_column(String(64), default=DEFAULT_TIMEZONE)
     subject: Mapped[str | None] = mapped_column(String(300))
     status: Mapped[str] = mapped_column(String(16), default=ScheduleStatus.ACTIVE)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_at: Mapped[CreatedAt]
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
 
@@ -111,7 +111,7 @@ class Digest(db.Model):
 
     __tablename__ = "digests"
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    id: Mapped[BigPk]
     schedule_id: Mapped[int | None] = mapped_column(
         ForeignKey("digest_schedules.id", ondelete="SET NULL")
     )
@@ -121,7 +121,7 @@ class Digest(db.Model):
     send_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
     failure_reason: Mapped[str | None] = mapped_column(String(300))
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_at: Mapped[CreatedAt]
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
     # Set by the fan-out; sent and failed are recounted from deliveries as batches land.

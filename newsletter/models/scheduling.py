@@ -4,14 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import (
-    Column,
-    DateTime,
-    Float,
-    LargeBinary,
-    String,
-    Table,
-)
+from sqlalchemy import Column, DateTime, Float, LargeBinary, String, Table
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db

@@ -4,20 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    DateTime,
-    ForeignKey,
-    Index,
-    Integer,
-    String,
-    Text,
-)
+from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
-from .base import BigId, utcnow
+from .base import BigPk, CreatedAt, utcnow
 
 
 class AuditEntry(db.Model):
@@ -27,7 +18,7 @@ class AuditEntry(db.Model):
 
     __tablename__ = "audit_log"
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    id: Mapped[BigPk]
     at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     actor_user_id: Mapped[int | None] = mapped_column(BigInteger)
     actor_token_id: Mapped[int | None] = mapped_column(BigInteger)
@@ -49,7 +40,7 @@ class StaffTotp(db.Model):
         ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
     )
     secret: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_at: Mapped[CreatedAt]
     confirmed_at: Mapped[datetime | None] = mapped_column(DateTime)
     # The last accepted time step: a code seen once is never accepted again (replay).
     last_step: Mapped[int | None] = mapped_column(BigInteger)
@@ -60,10 +51,10 @@ class StaffRecoveryCode(db.Model):
 
     __tablename__ = "staff_recovery_codes"
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    id: Mapped[BigPk]
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     code_hash: Mapped[str] = mapped_column(String(128))
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_at: Mapped[CreatedAt]
     used_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
@@ -72,14 +63,14 @@ class WebhookEndpoint(db.Model):
 
     __tablename__ = "webhook_endpoints"
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    id: Mapped[BigPk]
     url: Mapped[str] = mapped_column(String(2000))
     secret: Mapped[str] = mapped_column(String(100))  # whsec_<base64>
     events: Mapped[str] = mapped_column(Text)  # space-separated event types
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     disabled_at: Mapped[datetime | None] = mapped_column(DateTime)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_at: Mapped[CreatedAt]
 
 
 class WebhookDelivery(db.Model):
@@ -87,7 +78,7 @@ class WebhookDelivery(db.Model):
 
     __tablename__ = "webhook_deliveries"
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    id: Mapped[BigPk]
     endpoint_id: Mapped[int] = mapped_column(
         ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), index=True
     )
@@ -100,7 +91,7 @@ class WebhookDelivery(db.Model):
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(String(500))
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_at: Mapped[CreatedAt]
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     __table_args__ = (

@@ -5,16 +5,11 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import (
-    DateTime,
-    Index,
-    Integer,
-    String,
-)
+from sqlalchemy import DateTime, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
-from .base import BigId, utcnow
+from .base import BigPk, CreatedAt
 
 
 class SubscriberStatus(enum.StrEnum):
@@ -29,7 +24,7 @@ class Subscriber(db.Model):
 
     __tablename__ = "subscribers"
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    id: Mapped[BigPk]
     # As typed (normalised by email-validator): what we write to.
     email: Mapped[str] = mapped_column(String(320))
     # Case-folded form: one row per address whatever its case.
@@ -37,7 +32,7 @@ class Subscriber(db.Model):
     name: Mapped[str | None] = mapped_column(String(200))
     language: Mapped[str] = mapped_column(String(8), default="fr")
     status: Mapped[str] = mapped_column(String(16), default=SubscriberStatus.PENDING)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_at: Mapped[CreatedAt]
     # Consent: when, from where, and how it was confirmed or withdrawn.
     consent_at: Mapped[datetime | None] = mapped_column(DateTime)
     consent_ip: Mapped[str | None] = mapped_column(String(45))
@@ -65,8 +60,8 @@ class Suppression(db.Model):
 
     __tablename__ = "suppressions"
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    id: Mapped[BigPk]
     address_hash: Mapped[str] = mapped_column(String(64), unique=True)
     reason: Mapped[str] = mapped_column(String(32))  # hard_bounce, complaint, erased
     detail: Mapped[str | None] = mapped_column(String(300))
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_at: Mapped[CreatedAt]
