@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import DateTime, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from ..config import DEFAULT_LANGUAGE
 from ..extensions import db
 from .base import BigPk, CreatedAt
 
@@ -30,7 +31,7 @@ class Subscriber(db.Model):
     # Case-folded form: one row per address whatever its case.
     email_key: Mapped[str] = mapped_column(String(320), unique=True)
     name: Mapped[str | None] = mapped_column(String(200))
-    language: Mapped[str] = mapped_column(String(8), default="fr")
+    language: Mapped[str] = mapped_column(String(8), default=DEFAULT_LANGUAGE)
     status: Mapped[str] = mapped_column(String(16), default=SubscriberStatus.PENDING)
     created_at: Mapped[CreatedAt]
     # Consent: when, from where, and how it was confirmed or withdrawn.
