@@ -27,6 +27,8 @@ EMAIL_TEMPLATES_DIR = _shipped_or_checkout("templates/emails")
 MIGRATIONS_DIR = _shipped_or_checkout("migrations")
 TRANSLATIONS_DIR = PACKAGE_DIR / "translations"
 LANGUAGES = ("fr", "en")  # French first: the site's primary language
+# Each language in its own words, for language menus and switches.
+LANGUAGE_NAMES = {"fr": "Français", "en": "English"}
 DEFAULT_LANGUAGE = "fr"
 # The newsroom's time zone: schedules and the console's times default to it.
 DEFAULT_TIMEZONE = "Europe/Brussels"

@@ -10,8 +10,8 @@ never from the request's Host header, so a cached page cannot be poisoned throug
 
 from __future__ import annotations
 
-from ...config import ARCHIVE_SECTIONS
-from .common import LANGUAGE_NAMES, blueprint
+from ...config import ARCHIVE_SECTIONS, LANGUAGE_NAMES
+from .common import blueprint
 from .feeds import atom_date, digest_feed, release_feed
 from .pages import digest_page, digests_page, release_page, releases_page
 

@@ -32,7 +32,6 @@ ARCHIVE_CSP = (
 )
 
 
-LANGUAGE_NAMES = {"fr": "Français", "en": "English"}
 
 
 OG_LOCALES = {"fr": "fr_FR", "en": "en_GB"}
