@@ -83,10 +83,8 @@ def _add_subscriber(language: str) -> Subscriber:
         email_key=SAMPLE_ADDRESS,
         language=language,
         status=SubscriberStatus.CONFIRMED,
-        created_at=now,
         consent_at=now,
         confirmed_at=now,
-        hard_bounces=0,
     )
     db.session.add(subscriber)
     db.session.commit()

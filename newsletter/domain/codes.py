@@ -19,8 +19,9 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, Select, func, select, update
 
 from ..config import (
     CODE_DIGITS,
@@ -119,11 +120,7 @@ def issue_code(
 
 def revoke_codes(user: User, purpose: str | None = None, *, now: datetime | None = None) -> None:
     """Kill every live code of ``user`` (for one purpose, or all)."""
-    conditions = [
-        OneTimeCode.user_id == user.id,
-        OneTimeCode.used_at.is_(None),
-        OneTimeCode.revoked_at.is_(None),
-    ]
+    conditions = [OneTimeCode.user_id == user.id, *_unspent()]
     if purpose is not None:
         conditions.append(OneTimeCode.purpose == purpose)
     db.session.execute(
@@ -162,48 +159,45 @@ def live_code(user: User, purpose: str) -> OneTimeCode | None:
     return _live_code(user.id, purpose)
 
 
-def _live_code(user_id: int, purpose: str) -> OneTimeCode | None:
-    return db.session.scalar(
-        select(OneTimeCode)
-        .where(
-            OneTimeCode.user_id == user_id,
-            OneTimeCode.purpose == purpose,
-            OneTimeCode.used_at.is_(None),
-            OneTimeCode.revoked_at.is_(None),
+def _unspent() -> tuple[ColumnElement[bool], ...]:
+    return (OneTimeCode.used_at.is_(None), OneTimeCode.revoked_at.is_(None))
+
+
+def _newest_live(statement: Select[Any], user_id: int, purpose: str) -> Select[Any]:
+    """``statement`` narrowed to the newest unspent, unrevoked code of the user for ``purpose``."""
+    return (
+        statement.where(
+            OneTimeCode.user_id == user_id, OneTimeCode.purpose == purpose, *_unspent()
         )
         .order_by(OneTimeCode.created_at.desc(), OneTimeCode.id.desc())
         .limit(1)
     )
 
 
-def _claim_try(row_id: int) -> bool:
-    """Count one try against the code; False when it is spent, revoked or out of tries."""
+def _live_code(user_id: int, purpose: str) -> OneTimeCode | None:
+    return db.session.scalar(_newest_live(select(OneTimeCode), user_id, purpose))
+
+
+def _update_unspent(row_id: int, *conditions: ColumnElement[bool], **values: Any) -> bool:
+    """Set ``values`` on the code if it is still unspent (and meets ``conditions``)."""
     result = db.session.execute(
         update(OneTimeCode)
-        .where(
-            OneTimeCode.id == row_id,
-            OneTimeCode.used_at.is_(None),
-            OneTimeCode.revoked_at.is_(None),
-            OneTimeCode.attempts < CODE_MAX_ATTEMPTS,
-        )
-        .values(attempts=OneTimeCode.attempts + 1)
+        .where(OneTimeCode.id == row_id, *_unspent(), *conditions)
+        .values(**values)
         .execution_options(synchronize_session=False)
     )
     return result.rowcount == 1
+
+
+def _claim_try(row_id: int) -> bool:
+    """Count one try against the code; False when it is spent, revoked or out of tries."""
+    return _update_unspent(
+        row_id, OneTimeCode.attempts < CODE_MAX_ATTEMPTS, attempts=OneTimeCode.attempts + 1
+    )
 
 
 def _spend(row_id: int, now: datetime) -> bool:
-    result = db.session.execute(
-        update(OneTimeCode)
-        .where(
-            OneTimeCode.id == row_id,
-            OneTimeCode.used_at.is_(None),
-            OneTimeCode.revoked_at.is_(None),
-        )
-        .values(used_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount == 1
+    return _update_unspent(row_id, used_at=now)
 
 
 def check_code(
@@ -241,15 +235,11 @@ def check_code_of(
     user_id = user_id if user_id is not None else NO_ROW_ID
     # Three columns or nothing (no loaded object to build only when there is a code).
     row = db.session.execute(
-        select(OneTimeCode.id, OneTimeCode.code_hash, OneTimeCode.expires_at)
-        .where(
-            OneTimeCode.user_id == user_id,
-            OneTimeCode.purpose == purpose,
-            OneTimeCode.used_at.is_(None),
-            OneTimeCode.revoked_at.is_(None),
+        _newest_live(
+            select(OneTimeCode.id, OneTimeCode.code_hash, OneTimeCode.expires_at),
+            user_id,
+            purpose,
         )
-        .order_by(OneTimeCode.created_at.desc(), OneTimeCode.id.desc())
-        .limit(1)
     ).first()
     expired = row is not None and row.expires_at <= now
     row_id = row.id if row is not None and not expired else NO_ROW_ID

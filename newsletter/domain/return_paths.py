@@ -13,11 +13,11 @@ import base64
 import hashlib
 import hmac
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from ..config import RETURN_PATH_KINDS, RETURN_PATH_MAC_CHARS, RETURN_PATH_SALT
+from .derived_keys import DerivedKeys
 
 _TOKEN_RE = re.compile(r"^([a-z])-([a-z2-7]{1,14})-([a-z2-7]+)$")
 
@@ -47,19 +47,10 @@ def _id_value(text: str) -> int | None:
     return int.from_bytes(raw, "big") if raw else None
 
 
-class ReturnPathCodec:
+class ReturnPathCodec(DerivedKeys):
     """Makes and reads return-path tokens with one key list (current key first)."""
 
-    def __init__(self, secret_key: str, fallback_keys: Sequence[str] = ()) -> None:
-        self._keys = [
-            hmac.new(key.encode(), RETURN_PATH_SALT.encode(), hashlib.sha256).digest()
-            for key in (secret_key, *fallback_keys)
-        ]
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> ReturnPathCodec:
-        """A codec from a Flask-style config (``SECRET_KEY``, ``SECRET_KEY_FALLBACKS``)."""
-        return cls(config["SECRET_KEY"], config.get("SECRET_KEY_FALLBACKS") or [])
+    SALT = RETURN_PATH_SALT
 
     def _mac(self, key: bytes, letter: str, ident: str) -> str:
         digest = hmac.new(key, f"{letter}-{ident}".encode(), hashlib.sha256).digest()

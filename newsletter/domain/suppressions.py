@@ -9,31 +9,22 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import select
 
 from ..config import SUPPRESSION_SALT
 from ..extensions import db
 from ..models import Subscriber, Suppression, utcnow
+from .derived_keys import DerivedKeys
 
 
-class SuppressionKeys:
+class SuppressionKeys(DerivedKeys):
     """Hashes addresses with the current key (and every fallback key, to look them up)."""
 
-    def __init__(self, secret_key: str, fallback_keys: Sequence[str] = ()) -> None:
-        self._keys = [
-            hmac.new(key.encode(), SUPPRESSION_SALT.encode(), hashlib.sha256).digest()
-            for key in (secret_key, *fallback_keys)
-        ]
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> SuppressionKeys:
-        """Keys from a Flask-style config (``SECRET_KEY``, ``SECRET_KEY_FALLBACKS``)."""
-        return cls(config["SECRET_KEY"], config.get("SECRET_KEY_FALLBACKS") or [])
+    SALT = SUPPRESSION_SALT
 
     def hashes(self, email_key: str) -> list[str]:
         """The address's hash under every key, current key first."""

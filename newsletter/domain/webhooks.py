@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, Select, or_, select, update
 
 from ..config import WEBHOOK_BACKOFF_CAP, WEBHOOK_EVENTS
 from ..extensions import db
@@ -177,23 +177,32 @@ class ClaimedWebhook:
     body: str
 
 
-def claim_due(now: datetime, lease: timedelta, limit: int = 20) -> list[ClaimedWebhook]:
-    """Take up to ``limit`` due deliveries of enabled endpoints; the caller commits.
-
-    A claim is a lease (``lease_expires_at``): a worker that dies mid-post gives them back.
-    The conditional UPDATE makes two workers never claim the same row."""
-    rows = db.session.execute(
+def _due_ids(now: datetime) -> Select[tuple[int]]:
+    """Ids of the queued deliveries due at ``now`` for enabled endpoints."""
+    return (
         select(WebhookDelivery.id)
         .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
         .where(
             WebhookEndpoint.enabled.is_(True),
             WebhookDelivery.status == "queued",
             WebhookDelivery.next_attempt_at <= now,
-            or_(
-                WebhookDelivery.lease_expires_at.is_(None),
-                WebhookDelivery.lease_expires_at < now,
-            ),
         )
+    )
+
+
+def _unleased(now: datetime) -> ColumnElement[bool]:
+    """No worker holds the delivery: never leased, or its lease has lapsed."""
+    return or_(WebhookDelivery.lease_expires_at.is_(None), WebhookDelivery.lease_expires_at < now)
+
+
+def claim_due(now: datetime, lease: timedelta, limit: int = 20) -> list[ClaimedWebhook]:
+    """Take up to ``limit`` due deliveries of enabled endpoints; the caller commits.
+
+    A claim is a lease (``lease_expires_at``): a worker that dies mid-post gives them back.
+    The conditional UPDATE makes two workers never claim the same row."""
+    rows = db.session.execute(
+        _due_ids(now)
+        .where(_unleased(now))
         .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
         .limit(limit)
     ).scalars()
@@ -204,10 +213,7 @@ def claim_due(now: datetime, lease: timedelta, limit: int = 20) -> list[ClaimedW
             .where(
                 WebhookDelivery.id == delivery_id,
                 WebhookDelivery.status == "queued",
-                or_(
-                    WebhookDelivery.lease_expires_at.is_(None),
-                    WebhookDelivery.lease_expires_at < now,
-                ),
+                _unleased(now),
             )
             .values(lease_expires_at=now + lease)
             .execution_options(synchronize_session=False)
@@ -281,15 +287,4 @@ def endpoints() -> list[WebhookEndpoint]:
 def pending_webhook_count(now: datetime | None = None) -> int:
     """Deliveries due now for enabled endpoints (the worker's "idle" check)."""
     now = now or utcnow()
-    return len(
-        db.session.execute(
-            select(WebhookDelivery.id)
-            .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
-            .where(
-                WebhookEndpoint.enabled.is_(True),
-                WebhookDelivery.status == "queued",
-                WebhookDelivery.next_attempt_at <= now,
-            )
-            .limit(1000)
-        ).all()
-    )
+    return len(db.session.execute(_due_ids(now).limit(1000)).all())

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from flask import request
+from flask.typing import ResponseReturnValue
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from werkzeug.exceptions import HTTPException
 
-from ..domain.wording import ExplainedError, Message
+from ..domain.wording import ExplainedError
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
@@ -29,6 +31,11 @@ class InputError(HTTPException):
         self.code = status
         self.error_code = code
         self.fields = fields or {}
+
+
+def invalid_fields(fields: dict[str, str]) -> InputError:
+    """The 422 for a form whose ``fields`` (name -> message shown beside it) were refused."""
+    return InputError(422, "invalid", _("Check the highlighted fields."), fields)
 
 
 def is_json_request() -> bool:
@@ -76,21 +83,38 @@ def text_field(payload: dict[str, Any], name: str) -> str | None:
     return value
 
 
-def say(message: str) -> str:
-    """A message from the domain in the reader's language: a ``Message`` through its template
-    and values, a plain (``translatable``) sentence as it is; unknown text comes back as is."""
-    if isinstance(message, Message):
-        return _(message.template, **message.params)
-    return _(message) if message else message
+def say(text: str | ExplainedError) -> str:
+    """Something the domain tells a person, in the reader's language.
 
-
-def explain(exc: ExplainedError) -> str:
-    """A domain refusal in the reader's language.
-
+    A ``Message`` or an ``ExplainedError`` goes through its template and values, a plain
+    (``translatable``) sentence through the catalog; unknown text comes back as is.
     email-validator explains an address precisely but only in English: English readers get
-    its words, others the translated sentence.
+    its words (``detail``), others the translated sentence.
     """
-    detail = getattr(exc, "detail", None)
+    detail = getattr(text, "detail", None)
     if detail and str(get_locale()) == "en":
         return detail
-    return _(exc.template, **exc.params)
+    template = getattr(text, "template", None)
+    if template is not None:
+        return _(template, **text.params)  # type: ignore[union-attr]
+    return _(text) if text else text  # type: ignore[arg-type]
+
+
+# The name the console and staff API still call it by (their modules are split elsewhere).
+explain = say
+
+
+def page_or_json(
+    json_answer: ResponseReturnValue | InputError, page: Callable[[], ResponseReturnValue]
+) -> ResponseReturnValue:
+    """The one fork between API clients and browsers.
+
+    JSON clients get ``json_answer``; an ``InputError`` is raised so that the error handler writes
+    the contract's error shape. Browsers get what ``page`` builds, called only for them (it
+    may flash a notice, which must not touch a JSON client's session).
+    """
+    if wants_json():
+        if isinstance(json_answer, InputError):
+            raise json_answer
+        return json_answer
+    return page()

@@ -29,7 +29,15 @@ from ..domain.suppressions import SuppressionKeys
 from ..domain.tokens import LinkState
 from ..extensions import csrf, db, limiter
 from .i18n import request_language, use_language_of
-from .inputs import InputError, explain, read_payload, text_field, wants_json
+from .inputs import (
+    InputError,
+    invalid_fields,
+    page_or_json,
+    read_payload,
+    say,
+    text_field,
+    wants_json,
+)
 from .security import is_allowed_origin
 
 blueprint = Blueprint("public", __name__)
@@ -41,46 +49,55 @@ def subscribe_rate_limit() -> str:
     return current_app.config["SUBSCRIBE_RATE_LIMIT"]
 
 
+def subscribe_with_consent(
+    address: Address, *, language: str, name: object, page: str | None, source: str
+) -> None:
+    """Record the subscription with this request's consent and queue its confirmation.
+
+    Raises ``InvalidField`` for a refused name; the caller commits.
+    """
+    outcome = subscribe(
+        address,
+        language=language,
+        name=name,
+        consent=Consent(
+            ip=request.remote_addr,
+            page=page,
+            user_agent=request.user_agent.string,
+            source=source,
+        ),
+        suppression=SuppressionKeys.from_config(current_app.config),
+    )
+    if outcome.send_confirmation:
+        queue_confirmation_email(outcome.subscriber)
+
+
 def subscribe_from_payload(payload: dict[str, Any], *, source: str) -> None:
     """Validate, record and queue the confirmation; raises ``InputError`` on bad input."""
-    email = payload.get("email")
-    language = payload.get("language")
-    name = payload.get("name")
     page = text_field(payload, "page") or request.referrer
     try:
-        address = normalise_address(email)
+        address = normalise_address(payload.get("email"))
     except InvalidAddress as exc:
-        raise InputError(
-            422, "invalid", _("Check the highlighted fields."), {"email": explain(exc)}
-        ) from None
+        raise invalid_fields({"email": say(exc)}) from None
     try:
-        language = clean_language(language, request_language())
-        outcome = subscribe(
+        language = clean_language(payload.get("language"), request_language())
+        subscribe_with_consent(
             address,
             language=language,
-            name=name,
-            consent=Consent(
-                ip=request.remote_addr,
-                page=page if isinstance(page, str) else None,
-                user_agent=request.user_agent.string,
-                source=source,
-            ),
-            suppression=SuppressionKeys.from_config(current_app.config),
+            name=payload.get("name"),
+            page=page if isinstance(page, str) else None,
+            source=source,
         )
     except InvalidField as exc:
         db.session.rollback()
-        raise InputError(
-            422, "invalid", _("Check the highlighted fields."), {exc.field: explain(exc)}
-        ) from None
-    if outcome.send_confirmation:
-        queue_confirmation_email(outcome.subscriber)
+        raise invalid_fields({exc.field: say(exc)}) from None
     db.session.commit()
 
 
 def accepted_response():
-    if wants_json():
-        return jsonify(status="pending"), 202
-    return render_template("subscribe_done.html"), 202
+    return page_or_json(
+        ({"status": "pending"}, 202), lambda: (render_template("subscribe_done.html"), 202)
+    )
 
 
 @blueprint.get("/")
@@ -107,10 +124,15 @@ def subscribe_submit():
     try:
         subscribe_from_payload(payload, source="api" if wants_json() else "form")
     except InputError as exc:
-        if wants_json():
-            raise
+        error = exc
         values = {key: payload.get(key) for key in ("email", "name", "language")}
-        return render_template("subscribe.html", values=values, fields=exc.fields), exc.code
+        return page_or_json(
+            error,
+            lambda: (
+                render_template("subscribe.html", values=values, fields=error.fields),
+                error.code,
+            ),
+        )
     return accepted_response()
 
 
@@ -176,9 +198,10 @@ def unsubscribe_link(token: str):
     one_click = request.form.get("List-Unsubscribe") == "One-Click"
     unsubscribe(subscriber, method="one-click" if one_click else "link")
     db.session.commit()
-    if wants_json():
-        return jsonify(status="unsubscribed")
-    return render_template("unsubscribe.html", state="done", token=token)
+    return page_or_json(
+        {"status": "unsubscribed"},
+        lambda: render_template("unsubscribe.html", state="done", token=token),
+    )
 
 
 @blueprint.route("/preferences/<token>", methods=["GET", "POST"])
@@ -199,7 +222,7 @@ def preferences(token: str):
             try:
                 change_language(subscriber, payload.get("language"))
             except InvalidField as exc:
-                raise InputError(422, "invalid", explain(exc), {exc.field: explain(exc)}) from None
+                raise InputError(422, "invalid", say(exc), {exc.field: say(exc)}) from None
             use_language_of(subscriber.language)
             message = _("Your preferences are saved.")
         db.session.commit()

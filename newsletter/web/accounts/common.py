@@ -9,10 +9,13 @@ from flask import (
     Blueprint,
     Response,
     current_app,
+    flash,
     jsonify,
+    redirect,
     render_template,
     request,
     session,
+    url_for,
 )
 from flask_babel import gettext as _
 
@@ -20,7 +23,7 @@ from ...config import MAX_PAGE_URL_LENGTH, PASSWORD_MAX_LENGTH, PASSWORD_MIN_LEN
 from ...domain.addresses import Address, InvalidAddress, normalise_address
 from ...domain.passwords import BrokenRule
 from ...extensions import csrf
-from ..inputs import InputError, explain, is_json_request, read_payload, wants_json
+from ..inputs import InputError, invalid_fields, is_json_request, page_or_json, read_payload, say
 
 blueprint = Blueprint("accounts", __name__)
 # Pages check the CSRF token themselves (``before_request`` below) so that the same routes can
@@ -83,9 +86,7 @@ def _address_or_error(raw: object, field: str = "email") -> Address:
     try:
         return normalise_address(raw)
     except InvalidAddress as exc:
-        raise InputError(
-            422, "invalid", _("Check the highlighted fields."), {field: explain(exc)}
-        ) from None
+        raise invalid_fields({field: say(exc)}) from None
 
 
 def _rule_messages(rules: list[BrokenRule]) -> list[str]:
@@ -127,16 +128,30 @@ def _page(template: str, status: int = 200, **context: Any):
     return render_template(f"accounts/{template}", password_hint=_policy_hint(), **context), status
 
 
+def _go_to(endpoint: str, notice: str | None = None, **values: Any) -> Response:
+    """After a form's POST: a 303 to ``endpoint``, with ``notice`` flashed for the next page."""
+    if notice:
+        flash(notice, FLASH)
+    return redirect(url_for(endpoint, **values), 303)
+
+
 def _invalid_link(state: str, kind: str):
     """The invalid-link page; a JSON request gets the contract's error instead."""
-    if wants_json():
-        raise InputError(400, "invalid_link", _("This link is no longer valid."))
-    return _page("link_invalid.html", 400, state=state, kind=kind)
+    return page_or_json(
+        InputError(400, "invalid_link", _("This link is no longer valid.")),
+        lambda: _page("link_invalid.html", 400, state=state, kind=kind),
+    )
 
 
 def _invalid_code_message() -> str:
     # One message for wrong, expired, used, replaced and unknown-address: it reveals nothing.
     return _("This code is wrong or has expired. Check it, or ask for a new code.")
+
+
+def _invalid_code_error() -> InputError:
+    return InputError(
+        400, "invalid_code", _invalid_code_message(), {"code": _invalid_code_message()}
+    )
 
 
 # --- request guards -----------------------------------------------------------------------

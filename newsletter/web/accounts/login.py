@@ -2,32 +2,19 @@
 
 from __future__ import annotations
 
-from flask import (
-    flash,
-    jsonify,
-    redirect,
-    request,
-    session,
-    url_for,
-)
+from flask import redirect, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 
-from ...delivery.accounts import (
-    send_verification_code,
-)
-from ...domain.accounts import (
-    LoginState,
-    authenticate,
-    find_user,
-)
+from ...delivery.accounts import send_verification_code
+from ...domain.accounts import LoginState, authenticate, find_user
 from ...domain.addresses import InvalidAddress, normalise_address
 from ...extensions import db, limiter
-from ..inputs import InputError, wants_json
+from ..inputs import InputError, page_or_json
 from ..sessions import end_user_sessions, start_session_clock
 from .common import (
-    FLASH,
     _fresh_session,
+    _go_to,
     _page,
     _payload,
     _text,
@@ -60,24 +47,24 @@ def login():
             "The email address or password is incorrect. After several failed attempts, "
             "logging in is paused for a few minutes."
         )
-        if wants_json():
-            raise InputError(401, "invalid_credentials", message)
-        return _page("login.html", 401, email=email, next_url=next_url, error=message)
+        return page_or_json(
+            InputError(401, "invalid_credentials", message),
+            lambda: _page("login.html", 401, email=email, next_url=next_url, error=message),
+        )
     if outcome.state == LoginState.UNVERIFIED:
         send_verification_code(outcome.user)
         db.session.commit()
         session["verify_email"] = outcome.user.email
         message = _("Verify your address first: enter the code we emailed you.")
-        if wants_json():
-            raise InputError(403, "unverified", message)
-        flash(message, FLASH)
-        return redirect(url_for("accounts.verify"), 303)
+        return page_or_json(
+            InputError(403, "unverified", message), lambda: _go_to("accounts.verify", message)
+        )
     _fresh_session()
     login_user(outcome.user)
     start_session_clock()
-    if wants_json():
-        return jsonify(status="ok")
-    return redirect(next_url or url_for("accounts.account"), 303)
+    return page_or_json(
+        {"status": "ok"}, lambda: redirect(next_url or url_for("accounts.account"), 303)
+    )
 
 
 @blueprint.post("/account/logout")
@@ -87,7 +74,6 @@ def logout():
         db.session.commit()
     logout_user()
     _fresh_session()
-    if wants_json():
-        return jsonify(status="logged_out")
-    flash(_("You are logged out."), FLASH)
-    return redirect(url_for("accounts.login"), 303)
+    return page_or_json(
+        {"status": "logged_out"}, lambda: _go_to("accounts.login", _("You are logged out."))
+    )

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import (
-    flash,
-    jsonify,
-    redirect,
-    request,
-    url_for,
-)
+from flask import jsonify, request
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 
@@ -39,11 +33,11 @@ from ...domain.passwords import PasswordRejected
 from ...extensions import db, limiter
 from ...models import User
 from ..i18n import use_language_of
-from ..inputs import InputError, explain, wants_json
+from ..inputs import InputError, invalid_fields, page_or_json, say
 from ..sessions import start_session_clock
 from .common import (
-    FLASH,
     _fresh_session,
+    _go_to,
     _invalid_code_message,
     _invalid_link,
     _page,
@@ -90,11 +84,14 @@ def _proves_password(user: User, password: object) -> bool:
     return outcome.state in (LoginState.OK, LoginState.UNVERIFIED)
 
 
+def _refused(error: InputError):
+    """The account page again with ``error``'s field messages; JSON clients get ``error``."""
+    return page_or_json(error, lambda: _account_page(error.code or 400, fields=error.fields))
+
+
 def _wrong_password(field: str):
     message = _("Your current password is not correct.")
-    if wants_json():
-        raise InputError(400, "wrong_password", message, {field: message})
-    return _account_page(400, fields={field: message})
+    return _refused(InputError(400, "wrong_password", message, {field: message}))
 
 
 @blueprint.get("/account")
@@ -114,19 +111,21 @@ def change_password():
         set_password(user, payload.get("new_password"), policy=password_policy())
     except PasswordRejected as exc:
         db.session.rollback()
-        if wants_json():
-            return _password_error(exc.rules, 400, field="new_password")
-        return _account_page(400, rules=_rule_messages(exc.rules))
+        rules = exc.rules
+        return page_or_json(
+            _password_error(rules, 400, field="new_password"),
+            lambda: _account_page(400, rules=_rule_messages(rules)),
+        )
     queue_password_changed(user)
     db.session.commit()
     # Other sessions ended with the new version; this one carries on under it.
     _fresh_session()
     login_user(user)
     start_session_clock()
-    if wants_json():
-        return jsonify(status="password_changed")
-    flash(_("Your password was changed. Your other sessions were logged out."), FLASH)
-    return redirect(url_for("accounts.account"), 303)
+    notice = _("Your password was changed. Your other sessions were logged out.")
+    return page_or_json(
+        {"status": "password_changed"}, lambda: _go_to("accounts.account", notice)
+    )
 
 
 @blueprint.post("/account/email")
@@ -140,16 +139,10 @@ def change_email_request():
     try:
         address = normalise_address(payload.get("new_email"))
     except InvalidAddress as exc:
-        if wants_json():
-            raise InputError(
-                422, "invalid", _("Check the highlighted fields."), {"new_email": explain(exc)}
-            ) from None
-        return _account_page(422, fields={"new_email": explain(exc)})
+        return _refused(invalid_fields({"new_email": say(exc)}))
     if address.key == user.email_key:
         message = _("This is already your address.")
-        if wants_json():
-            raise InputError(422, "invalid", message, {"new_email": message})
-        return _account_page(422, fields={"new_email": message})
+        return _refused(InputError(422, "invalid", message, {"new_email": message}))
     owner = find_user(address)
     if owner is not None:
         # Same answer as for a free address; the address's owner is told instead.
@@ -157,16 +150,14 @@ def change_email_request():
     else:
         send_change_email_code(user, address)
     db.session.commit()
-    if wants_json():
-        return jsonify(status="pending"), 202
-    flash(
-        _(
-            "We sent a code to %(email)s. Enter it below to confirm the change.",
-            email=address.email,
-        ),
-        FLASH,
+    notice = _(
+        "We sent a code to %(email)s. Enter it below to confirm the change.", email=address.email
     )
-    return redirect(url_for("accounts.account"), 303)
+    return page_or_json(({"status": "pending"}, 202), lambda: _go_to("accounts.account", notice))
+
+
+def _email_is_now(user: User) -> str:
+    return _("Your email address is now %(email)s.", email=user.email)
 
 
 def _apply_email_change(user: User, new_email: str | None):
@@ -198,14 +189,12 @@ def change_email_confirm():
     )
     if error is not None:
         db.session.commit()  # the try counts
-        if wants_json():
-            raise InputError(400, "invalid_code", error, {"code": error})
-        return _account_page(400, fields={"code": error})
+        return _refused(InputError(400, "invalid_code", error, {"code": error}))
     db.session.commit()
-    if wants_json():
-        return jsonify(status="email_changed", email=user.email)
-    flash(_("Your email address is now %(email)s.", email=user.email), FLASH)
-    return redirect(url_for("accounts.account"), 303)
+    return page_or_json(
+        {"status": "email_changed", "email": user.email},
+        lambda: _go_to("accounts.account", _email_is_now(user)),
+    )
 
 
 @blueprint.route("/account/email/confirm/<token>", methods=["GET", "POST"])
@@ -226,9 +215,8 @@ def change_email_link(token: str):
         db.session.rollback()
         return _invalid_link("invalid", "change_email")
     db.session.commit()
-    flash(_("Your email address is now %(email)s.", email=link.user.email), FLASH)
     target = "accounts.account" if current_user.is_authenticated else "accounts.login"
-    return redirect(url_for(target), 303)
+    return _go_to(target, _email_is_now(link.user))
 
 
 @blueprint.get("/account/data")
@@ -250,6 +238,4 @@ def delete():
     db.session.commit()
     logout_user()
     _fresh_session()
-    if wants_json():
-        return jsonify(status="deleted")
-    return _page("deleted.html")
+    return page_or_json({"status": "deleted"}, lambda: _page("deleted.html"))

@@ -4,25 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import (
-    current_app,
-    flash,
-    jsonify,
-    redirect,
-    request,
-    session,
-    url_for,
-)
+from flask import redirect, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from ...delivery.accounts import (
-    code_keys,
-    queue_account_exists_notice,
-    send_verification_code,
-)
+from ...delivery.accounts import code_keys, queue_account_exists_notice, send_verification_code
 from ...delivery.signing import app_signer
-from ...delivery.subscriptions import queue_confirmation_email
 from ...domain import codes
 from ...domain.accounts import (
     find_account_id,
@@ -33,17 +20,17 @@ from ...domain.accounts import (
 )
 from ...domain.addresses import InvalidAddress, normalise_address
 from ...domain.passwords import PasswordRejected
-from ...domain.subscriptions import Consent, InvalidField, clean_language, subscribe
-from ...domain.suppressions import SuppressionKeys
+from ...domain.subscriptions import InvalidField, clean_language
 from ...extensions import db, limiter
 from ...models import User
 from ..deferred import after_the_response, commit_after_the_response
 from ..i18n import request_language, use_language_of
-from ..inputs import InputError, explain, wants_json
+from ..inputs import InputError, invalid_fields, page_or_json, say
+from ..public import subscribe_with_consent
 from .common import (
-    FLASH,
     _address_or_error,
-    _invalid_code_message,
+    _go_to,
+    _invalid_code_error,
     _invalid_link,
     _page,
     _password_error,
@@ -55,6 +42,11 @@ from .common import (
     password_policy,
 )
 
+
+def _verified_notice() -> str:
+    return _("Your address is verified. You can log in.")
+
+
 # --- registration -------------------------------------------------------------------------
 
 
@@ -64,9 +56,7 @@ def _register(payload: dict[str, Any]) -> None:
     try:
         language = clean_language(payload.get("language"), request_language())
     except InvalidField as exc:
-        raise InputError(
-            422, "invalid", _("Check the highlighted fields."), {exc.field: explain(exc)}
-        ) from None
+        raise invalid_fields({exc.field: say(exc)}) from None
     registration = register_account(
         address, payload.get("password"), language=language, policy=password_policy()
     )
@@ -75,20 +65,9 @@ def _register(payload: dict[str, Any]) -> None:
     else:
         queue_account_exists_notice(registration.user)
     if _truthy(payload.get("subscribe")):
-        outcome = subscribe(
-            address,
-            language=language,
-            name=None,
-            consent=Consent(
-                ip=request.remote_addr,
-                page=request.referrer,
-                user_agent=request.user_agent.string,
-                source="account",
-            ),
-            suppression=SuppressionKeys.from_config(current_app.config),
+        subscribe_with_consent(
+            address, language=language, name=None, page=request.referrer, source="account"
         )
-        if outcome.send_confirmation:
-            queue_confirmation_email(outcome.subscriber)
     db.session.commit()
     session["verify_email"] = address.email
 
@@ -111,25 +90,28 @@ def register():
 
 def _register_answer():
     payload = _payload()
+    values = {k: payload.get(k) for k in ("email", "language", "subscribe")}
     try:
         _register(payload)
     except PasswordRejected as exc:
         db.session.rollback()
-        if wants_json():
-            return _password_error(exc.rules, 422)
-        values = {k: payload.get(k) for k in ("email", "language", "subscribe")}
-        return _page(
-            "register.html", 422, values=values, fields={}, rules=_rule_messages(exc.rules)
+        rules = exc.rules
+        return page_or_json(
+            _password_error(rules, 422),
+            lambda: _page(
+                "register.html", 422, values=values, fields={}, rules=_rule_messages(rules)
+            ),
         )
     except InputError as exc:
         db.session.rollback()
-        if wants_json():
-            raise
-        values = {k: payload.get(k) for k in ("email", "language", "subscribe")}
-        return _page("register.html", exc.code or 422, values=values, fields=exc.fields, rules=[])
-    if wants_json():
-        return jsonify(status="pending"), 202
-    return redirect(url_for("accounts.verify"), 303)
+        error = exc
+        return page_or_json(
+            error,
+            lambda: _page(
+                "register.html", error.code or 422, values=values, fields=error.fields, rules=[]
+            ),
+        )
+    return page_or_json(({"status": "pending"}, 202), lambda: _go_to("accounts.verify"))
 
 
 @blueprint.post("/api/v1/account/register")
@@ -158,18 +140,16 @@ def verify():
         # The try counts even though the answer is "no"; committed after the response (see
         # commit_after_the_response) so a counted try cannot be timed against an unknown address.
         commit_after_the_response()
-        if wants_json():
-            raise InputError(
-                400, "invalid_code", _invalid_code_message(), {"code": _invalid_code_message()}
-            )
-        return _page("verify.html", 400, email=email, error=_invalid_code_message())
+        error = _invalid_code_error()
+        return page_or_json(
+            error, lambda: _page("verify.html", 400, email=email, error=error.description)
+        )
     mark_email_verified(user)
     db.session.commit()
     session.pop("verify_email", None)
-    if wants_json():
-        return jsonify(status="verified")
-    flash(_("Your address is verified. You can log in."), FLASH)
-    return redirect(url_for("accounts.login"), 303)
+    return page_or_json(
+        {"status": "verified"}, lambda: _go_to("accounts.login", _verified_notice())
+    )
 
 
 @blueprint.post("/account/verify/resend")
@@ -189,13 +169,10 @@ def verify_resend():
 
     after_the_response(send)
     session["verify_email"] = address.email
-    if wants_json():
-        return jsonify(status="pending"), 202
-    flash(
-        _("If an account with this address is waiting for verification, we sent it a new code."),
-        FLASH,
+    notice = _(
+        "If an account with this address is waiting for verification, we sent it a new code."
     )
-    return redirect(url_for("accounts.verify"), 303)
+    return page_or_json(({"status": "pending"}, 202), lambda: _go_to("accounts.verify", notice))
 
 
 @blueprint.route("/account/verify/<token>", methods=["GET", "POST"])
@@ -213,5 +190,4 @@ def verify_link(token: str):
         return _invalid_link("invalid", "verify")
     mark_email_verified(link.user)
     db.session.commit()
-    flash(_("Your address is verified. You can log in."), FLASH)
-    return redirect(url_for("accounts.login"), 303)
+    return _go_to("accounts.login", _verified_notice())

@@ -4,14 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import (
-    flash,
-    jsonify,
-    redirect,
-    request,
-    session,
-    url_for,
-)
+from flask import jsonify, request, session
 from flask_babel import gettext as _
 from flask_login import logout_user
 
@@ -36,12 +29,14 @@ from ...extensions import db, limiter
 from ...models import User
 from ..deferred import after_the_response, commit_after_the_response
 from ..i18n import request_language, use_language_of
-from ..inputs import InputError, wants_json
+from ..inputs import InputError, page_or_json
 from .common import (
-    FLASH,
     _address_or_error,
     _fresh_session,
+    _go_to,
+    _invalid_code_error,
     _invalid_code_message,
+    _invalid_link,
     _page,
     _password_error,
     _payload,
@@ -88,18 +83,20 @@ def reset_request():
     try:
         next_url = _reset_request(payload)
     except InputError as exc:
-        if wants_json():
-            raise
-        return _page(
-            "reset_request.html",
-            exc.code or 422,
-            email=_text(payload, "email"),
-            next_url=safe_next(payload.get("next")),
-            fields=exc.fields,
+        error = exc
+        return page_or_json(
+            error,
+            lambda: _page(
+                "reset_request.html",
+                error.code or 422,
+                email=_text(payload, "email"),
+                next_url=safe_next(payload.get("next")),
+                fields=error.fields,
+            ),
         )
-    if wants_json():
-        return jsonify(status="pending"), 202
-    return redirect(url_for("accounts.reset_confirm", next=next_url), 303)
+    return page_or_json(
+        ({"status": "pending"}, 202), lambda: _go_to("accounts.reset_confirm", next=next_url)
+    )
 
 
 @blueprint.post("/api/v1/account/password-reset")
@@ -114,16 +111,14 @@ def api_password_reset():
 def reset_resend():
     payload = _payload()
     next_url = _reset_request(payload)
-    if wants_json():
-        return jsonify(status="pending"), 202
-    flash(
-        _(
-            "If an account uses this address, we sent it a new code: only the newest code "
-            "works. You can ask for a new code once a minute."
-        ),
-        FLASH,
+    notice = _(
+        "If an account uses this address, we sent it a new code: only the newest code "
+        "works. You can ask for a new code once a minute."
     )
-    return redirect(url_for("accounts.reset_confirm", next=next_url), 303)
+    return page_or_json(
+        ({"status": "pending"}, 202),
+        lambda: _go_to("accounts.reset_confirm", notice, next=next_url),
+    )
 
 
 def _reset_confirm(payload: dict[str, Any]):
@@ -198,35 +193,31 @@ def _reset_confirm_answer():
     _user, error = _reset_confirm(payload)
     if error is not None:
         code, rules = error
-        if wants_json():
-            if code == "weak_password":
-                return _password_error(rules, 400)
-            if code == "invalid_link":
-                raise InputError(400, "invalid_link", _("This link is no longer valid."))
-            raise InputError(
-                400, "invalid_code", _invalid_code_message(), {"code": _invalid_code_message()}
-            )
         if code == "invalid_link":
-            return _page("link_invalid.html", 400, state="invalid", kind="reset")
-        return _page(
-            "reset_confirm.html",
-            400,
-            email=_text(payload, "email"),
-            token=_text(payload, "token"),
-            next_url=next_url,
-            error=_invalid_code_message() if code == "invalid_code" else None,
-            rules=_rule_messages(rules),
+            return _invalid_link("invalid", "reset")
+        json_error = (
+            _password_error(rules, 400) if code == "weak_password" else _invalid_code_error()
+        )
+        return page_or_json(
+            json_error,
+            lambda: _page(
+                "reset_confirm.html",
+                400,
+                email=_text(payload, "email"),
+                token=_text(payload, "token"),
+                next_url=next_url,
+                error=_invalid_code_message() if code == "invalid_code" else None,
+                rules=_rule_messages(rules),
+            ),
         )
     # Every session of the account ended with the new session version; this one too.
     logout_user()
     _fresh_session()
-    if wants_json():
-        body: dict[str, Any] = {"status": "password_changed"}
-        if next_url:
-            body["next"] = next_url
-        return jsonify(body)
-    flash(_("Your password was changed. Log in with your new password."), FLASH)
-    return redirect(url_for("accounts.login", next=next_url), 303)
+    body: dict[str, Any] = {"status": "password_changed"}
+    if next_url:
+        body["next"] = next_url
+    notice = _("Your password was changed. Log in with your new password.")
+    return page_or_json(body, lambda: _go_to("accounts.login", notice, next=next_url))
 
 
 @blueprint.post("/api/v1/account/password-reset/confirm")
