@@ -43,7 +43,7 @@ from .api_common import (
     write,
 )
 from .auth import audit, requires
-from .inputs import explain
+from .inputs import say
 from .two_factor_gate import step_up
 
 
@@ -185,7 +185,7 @@ def test_send(digest_id: int):
     try:
         address = normalise_address(payload.get("email"))
     except InvalidAddress as exc:
-        raise invalid({"email": explain(exc)}) from None
+        raise invalid({"email": say(exc)}) from None
     queue_test_send(digest, address.email)
     # The address by keyed hash only: the log is never rewritten, an erasure could
     # not take it out again.

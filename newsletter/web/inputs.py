@@ -100,10 +100,6 @@ def say(text: str | ExplainedError) -> str:
     return _(text) if text else text  # type: ignore[arg-type]
 
 
-# The name the console and staff API still call it by (their modules are split elsewhere).
-explain = say
-
-
 def page_or_json(
     json_answer: ResponseReturnValue | InputError, page: Callable[[], ResponseReturnValue]
 ) -> ResponseReturnValue:

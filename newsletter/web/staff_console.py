@@ -48,7 +48,7 @@ from .admin.console import (
     streamed_download,
 )
 from .auth import audit, can, requires
-from .inputs import InputError, explain
+from .inputs import InputError, say
 from .two_factor_gate import step_up
 
 blueprint = staff_blueprint
@@ -106,7 +106,7 @@ def invite_staff():
     try:
         address = normalise_address(values["email"])
     except InvalidAddress as exc:
-        errors["email"] = explain(exc)
+        errors["email"] = say(exc)
     try:
         role = parse_role(values["role"])
     except StaffError as exc:
@@ -205,7 +205,7 @@ def accept_invitation_page(token: str):
         ), 422
     except PasswordRejected as exc:
         db.session.rollback()
-        return render_template("staff_invitation.html", **context, error=explain(exc)), 422
+        return render_template("staff_invitation.html", **context, error=say(exc)), 422
     audit_domain.record(
         audit_domain.Actor.of(user, ip=request.remote_addr),
         "staff.invitation_accepted",

@@ -36,7 +36,7 @@ from ...models import Digest, DigestSchedule, DigestStatus, ScheduleStatus
 from ...scheduling.triggers import next_fire_time
 from ..auth import audit, requires
 from ..digest_test_copy import send_test_copy
-from ..inputs import InputError, explain
+from ..inputs import InputError, say
 from ..two_factor_gate import step_up, step_up_response
 from .console import ID, blueprint, console_time, int_arg, status_label
 from .forms import local_time_to_iso, zone_of_form
@@ -248,7 +248,7 @@ def test_send_digest(digest_id: int):
             progress=progress_json(row),
             poll_seconds=DIGEST_PROGRESS_POLL_SECONDS,
             test_email=request.form.get("email", ""),
-            test_error=explain(exc),
+            test_error=say(exc),
         ), 422
     send_test_copy(row, address)
     db.session.commit()

@@ -17,7 +17,7 @@ from ...domain.suppressions import SuppressionKeys
 from ...extensions import db
 from ...models import Subscriber, utcnow
 from ..auth import audit, requires
-from ..inputs import InputError, explain
+from ..inputs import InputError, say
 from ..two_factor_gate import step_up
 from .console import (
     ID,
@@ -39,7 +39,7 @@ def filter_from_args() -> SubscriberFilter:
         )
     except InvalidField as exc:
         raise InputError(
-            400, "invalid", _("Check the filters."), {exc.field: explain(exc)}
+            400, "invalid", _("Check the filters."), {exc.field: say(exc)}
         ) from None
 
 
