@@ -231,6 +231,31 @@ def run_worker(app):
     return run
 
 
+@pytest.fixture
+def start_worker(database_url: str, smtp_sink: SmtpSink, tmp_path: Path):
+    """Start ``flask worker`` subprocesses on the test database and SMTP server, each logging
+    to ``tmp_path/<name>.log``; any still running are stopped after the test."""
+    from tests.support.digests import WorkerProcess
+
+    started: list[WorkerProcess] = []
+
+    def start(name: str, *, until_idle: bool = False, env: dict[str, str] | None = None):
+        worker = WorkerProcess(
+            database_url=database_url,
+            smtp_port=smtp_sink.port,
+            name=name,
+            log_dir=tmp_path,
+            until_idle=until_idle,
+            env=env,
+        )
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     """Issue 10's fault counts in the summary: passing tests' prints never reach CI's output."""
     from tests.support.fault_counts import FAULT_COUNTS, summary_table

@@ -109,19 +109,12 @@ def test_a_digest_delivery_logs_its_delivery_id(app, database_url, smtp_sink, ma
     digest id and that delivery's id, so an operator can find the row from the log."""
     from sqlalchemy import select
 
-    from newsletter.delivery.digests import run_digest
-    from newsletter.domain.digests import create_digest
     from newsletter.extensions import db
     from newsletter.models import Delivery, Subscriber
-    from tests.support.digests import add_release, add_subscribers, wait_until
+    from tests.support.digests import start_digest_to, wait_until
 
     with app.app_context():
-        add_subscribers(2, language="en", prefix="logged")
-        add_release(language="en")
-        digest = create_digest({"language": "en"})
-        db.session.commit()
-        assert run_digest(digest.id).result == "sending"
-        digest_id = digest.id
+        digest_id = start_digest_to(2, prefix="logged")
         deferred_id = db.session.scalar(
             select(Delivery.id)
             .join(Subscriber, Subscriber.id == Delivery.subscriber_id)

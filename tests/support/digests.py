@@ -81,6 +81,26 @@ def add_release(
     return release
 
 
+def start_digest(language: str = "en") -> int:
+    """A one-off digest of ``language``, run as the scheduler would: its deliveries are queued
+    for a worker to send. Returns its id. Commits."""
+    from newsletter.delivery.digests import run_digest
+    from newsletter.domain.digests import create_digest
+
+    digest = create_digest({"language": language})
+    db.session.commit()
+    assert run_digest(digest.id).result == "sending"
+    return digest.id
+
+
+def start_digest_to(count: int, language: str = "en", prefix: str | None = None) -> int:
+    """``count`` new confirmed readers of ``language``, one release, and a digest of it queued
+    for them (``start_digest``). Returns the digest's id."""
+    add_subscribers(count, language=language, prefix=prefix)
+    add_release(language=language)
+    return start_digest(language)
+
+
 def staff_token(email: str = "staff@example.org") -> str:
     """A staff user with an API token (no password machinery needed)."""
     user = User(
@@ -126,6 +146,32 @@ def wait_until(predicate, timeout: float = 20.0, interval: float = 0.1, message:
     raise AssertionError(f"timed out after {timeout}s: {message}")
 
 
+def worker_command(name: str, *, until_idle: bool = False) -> list[str]:
+    """``flask worker`` as a test starts it: named, polling every 0.2 s."""
+    command = [sys.executable, "-m", "flask", "--app", "newsletter", "worker", "--name", name]
+    command += ["--poll-interval", "0.2"]
+    if until_idle:
+        command.append("--until-idle")
+    return command
+
+
+def worker_environment(
+    database_url: str, smtp_port: int, env: dict[str, str] | None = None
+) -> dict[str, str]:
+    """This process's environment plus the test site's settings (``env`` overrides them)."""
+    return {
+        **os.environ,
+        "NEWSLETTER_DATABASE_URL": database_url,
+        "NEWSLETTER_MAIL_URL": f"smtp://127.0.0.1:{smtp_port}?timeout=10",
+        "NEWSLETTER_SECRET_KEY": "test-secret-key-for-signing-0123456789abcdef",
+        "NEWSLETTER_PUBLIC_URL": "https://news.example.org",
+        "NEWSLETTER_MAIL_FROM": "Newsroom <news@example.org>",
+        "NEWSLETTER_SCHEDULER_LEASE_SECONDS": "3",
+        "NEWSLETTER_SEND_CONNECTIONS": "2",
+        **(env or {}),
+    }
+
+
 class WorkerProcess:
     """``python -m flask --app newsletter worker`` as a real subprocess."""
 
@@ -141,24 +187,13 @@ class WorkerProcess:
     ) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
-        command = [sys.executable, "-m", "flask", "--app", "newsletter", "worker", "--name", name]
-        command += ["--poll-interval", "0.2"]
-        if until_idle:
-            command.append("--until-idle")
-        environment = {
-            **os.environ,
-            "NEWSLETTER_DATABASE_URL": database_url,
-            "NEWSLETTER_MAIL_URL": f"smtp://127.0.0.1:{smtp_port}?timeout=10",
-            "NEWSLETTER_SECRET_KEY": "test-secret-key-for-signing-0123456789abcdef",
-            "NEWSLETTER_PUBLIC_URL": "https://news.example.org",
-            "NEWSLETTER_MAIL_FROM": "Newsroom <news@example.org>",
-            "NEWSLETTER_SCHEDULER_LEASE_SECONDS": "3",
-            "NEWSLETTER_SEND_CONNECTIONS": "2",
-            **(env or {}),
-        }
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            command, cwd=ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT
+            worker_command(name, until_idle=until_idle),
+            cwd=ROOT,
+            env=worker_environment(database_url, smtp_port, env),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
 
     def kill(self) -> None:
