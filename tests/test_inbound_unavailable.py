@@ -12,9 +12,9 @@ from sqlalchemy import func, select
 
 from newsletter.extensions import db
 from newsletter.inbound.listener import InboundController
-from newsletter.models import InboundMessage, Subscriber
+from newsletter.models import InboundMessage
 from tests.conftest import free_port
-from tests.support.feedback import BOUNCE_ADDRESS, add_delivery, add_subscriber, dsn
+from tests.support.feedback import bounced_reader, status_of
 
 pytestmark = pytest.mark.verp
 
@@ -35,11 +35,6 @@ def hand_over(
         return 250, b""
 
 
-def status_of(subscriber_id: int) -> str:
-    db.session.expire_all()
-    return db.session.get(Subscriber, subscriber_id).status
-
-
 def stored() -> int:
     db.session.expire_all()
     return db.session.scalar(select(func.count(InboundMessage.id))) or 0
@@ -56,10 +51,7 @@ def test_an_unreachable_database_is_answered_451_and_the_retry_is_stored(
     app, make_app, database_url, tmp_path, codec, lmtp
 ):
     with app.app_context():
-        gone = add_subscriber("gone@example.com")
-        gone_id = gone.id
-        return_path = codec.address(BOUNCE_ADDRESS, "delivery", add_delivery(gone).id)
-    data = dsn(return_path, "gone@example.com", "5.1.1")
+        gone_id, return_path, data = bounced_reader(codec)
 
     cut_off = make_app(SQLALCHEMY_DATABASE_URI=unreachable_database_url(database_url, tmp_path))
     down = InboundController(cut_off, "127.0.0.1", free_port(), lmtp=lmtp)
@@ -94,10 +86,7 @@ def test_a_locked_sqlite_database_is_answered_451(app, make_app, database_url, c
     # Wait 1 s for the lock instead of 15 s: the test is about the answer, not the wait.
     monkeypatch.setattr(newsletter, "SQLITE_BUSY_TIMEOUT_SECONDS", 1)
     with app.app_context():
-        gone = add_subscriber("gone@example.com")
-        gone_id = gone.id
-        return_path = codec.address(BOUNCE_ADDRESS, "delivery", add_delivery(gone).id)
-    data = dsn(return_path, "gone@example.com", "5.1.1")
+        gone_id, return_path, data = bounced_reader(codec)
     listener = InboundController(make_app(), "127.0.0.1", free_port())
     listener.start()
     path = database_url.removeprefix("sqlite:///")
@@ -130,10 +119,7 @@ def test_a_locked_postgresql_table_is_answered_451_not_waited_on(
 
     monkeypatch.setattr(processor, "INBOUND_STORE_LOCK_TIMEOUT_SECONDS", 1)
     with app.app_context():
-        gone = add_subscriber("gone@example.com")
-        gone_id = gone.id
-        return_path = codec.address(BOUNCE_ADDRESS, "delivery", add_delivery(gone).id)
-    data = dsn(return_path, "gone@example.com", "5.1.1")
+        gone_id, return_path, data = bounced_reader(codec)
     listener = InboundController(app, "127.0.0.1", free_port())
     listener.start()
     holder = psycopg.connect(database_url.replace("postgresql+psycopg", "postgresql"))

@@ -13,8 +13,8 @@ import time
 import pytest
 
 from newsletter.extensions import db
-from tests.conftest import ROOT
-from tests.support.digests import digest_row, start_digest_to, worker_command, worker_environment
+from tests.support.digests import digest_row, start_digest_to
+from tests.support.processes import ROOT, worker_command, worker_environment
 
 pytestmark = pytest.mark.slow
 SIZE = 30

@@ -3,10 +3,8 @@ real subprocesses, and what arrived at the SMTP server read back."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from datetime import datetime, timedelta
@@ -26,8 +24,7 @@ from newsletter.models import (
     User,
     utcnow,
 )
-
-ROOT = Path(__file__).resolve().parent.parent.parent
+from tests.support.processes import ROOT, worker_command, worker_environment
 
 
 def add_subscribers(
@@ -144,32 +141,6 @@ def wait_until(predicate, timeout: float = 20.0, interval: float = 0.1, message:
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s: {message}")
-
-
-def worker_command(name: str, *, until_idle: bool = False) -> list[str]:
-    """``flask worker`` as a test starts it: named, polling every 0.2 s."""
-    command = [sys.executable, "-m", "flask", "--app", "newsletter", "worker", "--name", name]
-    command += ["--poll-interval", "0.2"]
-    if until_idle:
-        command.append("--until-idle")
-    return command
-
-
-def worker_environment(
-    database_url: str, smtp_port: int, env: dict[str, str] | None = None
-) -> dict[str, str]:
-    """This process's environment plus the test site's settings (``env`` overrides them)."""
-    return {
-        **os.environ,
-        "NEWSLETTER_DATABASE_URL": database_url,
-        "NEWSLETTER_MAIL_URL": f"smtp://127.0.0.1:{smtp_port}?timeout=10",
-        "NEWSLETTER_SECRET_KEY": "test-secret-key-for-signing-0123456789abcdef",
-        "NEWSLETTER_PUBLIC_URL": "https://news.example.org",
-        "NEWSLETTER_MAIL_FROM": "Newsroom <news@example.org>",
-        "NEWSLETTER_SCHEDULER_LEASE_SECONDS": "3",
-        "NEWSLETTER_SEND_CONNECTIONS": "2",
-        **(env or {}),
-    }
 
 
 class WorkerProcess:

@@ -40,6 +40,20 @@ def add_delivery(subscriber: Subscriber, digest: Digest | None = None) -> Delive
     return delivery
 
 
+def delivery_return_path(codec, subscriber: Subscriber) -> str:
+    """A new sent delivery to ``subscriber``; returns its return path, where bounces of it
+    come back (``codec`` signs as the app does)."""
+    return codec.address(BOUNCE_ADDRESS, "delivery", add_delivery(subscriber).id)
+
+
+def bounced_reader(codec, email: str = "gone@example.com") -> tuple[int, str, bytes]:
+    """A confirmed reader with one sent delivery whose mailbox is gone: returns the reader's
+    id, that delivery's return path and the 5.1.1 DSN its MTA sends back there."""
+    reader = add_subscriber(email)
+    return_path = delivery_return_path(codec, reader)
+    return reader.id, return_path, dsn(return_path, email, "5.1.1")
+
+
 def dsn(return_path: str, final_recipient: str, status: str, action: str = "failed") -> bytes:
     """A Postfix-style RFC 3464 delivery status notification, sent to ``return_path``."""
     diagnostic = {
