@@ -19,7 +19,6 @@ from newsletter.domain.addresses import normalise_address
 from newsletter.domain.passwords import hash_password
 from newsletter.extensions import db
 from newsletter.models import User, utcnow
-from tests.conftest import free_port
 from tests.support.live import HttpClient
 from tests.support.processes import gunicorn
 
@@ -43,11 +42,7 @@ def gunicorn_server(app, database_url, smtp_sink, tmp_path):
     """The app in its own process (gunicorn, one sync worker): the measuring client must not
     share an interpreter with the server."""
     with gunicorn(
-        port=free_port(),
-        workers=1,
-        database_url=database_url,
-        smtp_port=smtp_sink.port,
-        log_path=tmp_path / "gunicorn.log",
+        database_url, smtp_sink.port, tmp_path, workers=1,
         env={"NEWSLETTER_RATELIMIT_ENABLED": "false"},
         preexec_fn=lambda: os.sched_setaffinity(0, SERVER_CPUS),
     ) as url:

@@ -88,6 +88,12 @@ def test_return_path_token_survives_a_lower_casing_mta(app, listener, codec):
         assert status_of(gone.id) == "bounced"
 
 
+def soft_bounce(listener, codec, subscriber: Subscriber) -> None:
+    """One more digest to ``subscriber``, answered with a mailbox-full DSN (4.2.2)."""
+    return_path = delivery_return_path(codec, subscriber)
+    send(listener, return_path, dsn(return_path, subscriber.email, "4.2.2"))
+
+
 def days_earlier(days: int = 1) -> None:
     """What has come back so far arrived ``days`` earlier."""
     from datetime import timedelta
@@ -102,8 +108,7 @@ def test_soft_bounces_decay_one_leaves_confirmed_three_days_make_bounced(app, li
         full = add_subscriber("full@example.com")
         # One digest a day, each soft-bouncing: the score counts days (tests/test_bounce_score).
         for day in range(3):
-            return_path = delivery_return_path(codec, full)
-            send(listener, return_path, dsn(return_path, "full@example.com", "4.2.2"))
+            soft_bounce(listener, codec, full)
             assert status_of(full.id) == ("bounced" if day == 2 else "confirmed")
             days_earlier()
         kinds = db.session.scalars(select(InboundMessage.kind)).all()
@@ -118,12 +123,10 @@ def test_old_soft_bounces_no_longer_count(app, listener, codec):
     with app.app_context():
         full = add_subscriber("full@example.com")
         for _ in range(2):
-            return_path = delivery_return_path(codec, full)
-            send(listener, return_path, dsn(return_path, "full@example.com", "4.2.2"))
+            soft_bounce(listener, codec, full)
             days_earlier()
         days_earlier(SOFT_BOUNCE_WINDOW.days)
-        return_path = delivery_return_path(codec, full)
-        send(listener, return_path, dsn(return_path, "full@example.com", "4.2.2"))
+        soft_bounce(listener, codec, full)
         assert status_of(full.id) == "confirmed"
 
 

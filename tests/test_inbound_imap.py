@@ -62,6 +62,12 @@ def dovecot_tls(certificate):
     yield from _running_dovecot(tls=certificate)
 
 
+def url_trusting_its_certificate(server: Dovecot) -> str:
+    """The imaps URL of ``server`` with its self-signed certificate as the CA file."""
+    cert, _key = server.tls
+    return f"{server.url}?cafile={quote(str(cert), safe='')}"
+
+
 def test_mailbox_urls_are_parsed_and_bad_ones_refused():
     settings = parse_mailbox_url("imaps://b%40x:p%2Fw@mail.example.org/Bounces")
     assert (settings.secure, settings.host, settings.port) == (True, "mail.example.org", 993)
@@ -137,19 +143,28 @@ def test_a_hundred_malformed_messages_in_the_mailbox_change_nothing(app, dovecot
         assert dovecot.count("INBOX") == 0
 
 
-def test_the_worker_polls_the_mailbox_as_a_scheduled_job(make_app, dovecot, codec):
+@pytest.mark.parametrize("secure", [False, True], ids=["imap", "imaps"])
+def test_the_worker_polls_the_mailbox_as_a_scheduled_job(request, make_app, codec, secure):
+    """The worker's scheduled job reads the mailbox of BOUNCE_MAILBOX_URL, over IMAP or over
+    imaps trusting the URL's CA file."""
     from newsletter.scheduling.worker import Worker
 
-    app = make_app(BOUNCE_ADDRESS=BOUNCE_ADDRESS, BOUNCE_MAILBOX_URL=dovecot.url)
+    if secure:
+        server = request.getfixturevalue("dovecot_tls")
+        url = url_trusting_its_certificate(server)
+    else:
+        server = request.getfixturevalue("dovecot")
+        url = server.url
+    app = make_app(BOUNCE_ADDRESS=BOUNCE_ADDRESS, BOUNCE_MAILBOX_URL=url)
     with app.app_context():
         gone_id, _return_path, data = bounced_reader(codec)
-    dovecot.append(data)
+    server.append(data)
     Worker(app, name="imap-worker").run(until_idle=True)
     with app.app_context():
         assert status_of(gone_id) == "bounced"
         kinds = db.session.scalars(select(InboundMessage.kind)).all()
         assert kinds == [InboundKind.HARD_BOUNCE]
-    assert dovecot.count("INBOX") == 0
+    assert server.count("INBOX") == 0
 
 
 def test_a_wrong_password_changes_nothing_and_keeps_the_mail(app, dovecot, codec):
@@ -165,8 +180,7 @@ def test_a_wrong_password_changes_nothing_and_keeps_the_mail(app, dovecot, codec
 
 
 def test_imaps_reads_the_mailbox_trusting_the_ca_file_of_the_url(app, dovecot_tls, codec):
-    cert, _key = dovecot_tls.tls
-    url = f"{dovecot_tls.url}?cafile={quote(str(cert), safe='')}"
+    url = url_trusting_its_certificate(dovecot_tls)
     assert url.startswith("imaps://")
     with app.app_context():
         gone_id, _return_path, data = bounced_reader(codec)
@@ -187,18 +201,3 @@ def test_imaps_refuses_a_certificate_it_cannot_verify_and_keeps_the_mail(app, do
         assert status_of(gone_id) == "confirmed"
         assert dovecot_tls.count("INBOX") == 1
         assert db.session.scalar(select(func.count(InboundMessage.id))) == 0
-
-
-def test_the_worker_polls_an_imaps_mailbox(make_app, dovecot_tls, codec):
-    from newsletter.scheduling.worker import Worker
-
-    cert, _key = dovecot_tls.tls
-    url = f"{dovecot_tls.url}?cafile={quote(str(cert), safe='')}"
-    app = make_app(BOUNCE_ADDRESS=BOUNCE_ADDRESS, BOUNCE_MAILBOX_URL=url)
-    with app.app_context():
-        gone_id, _return_path, data = bounced_reader(codec)
-    dovecot_tls.append(data)
-    Worker(app, name="imaps-worker").run(until_idle=True)
-    with app.app_context():
-        assert status_of(gone_id) == "bounced"
-    assert dovecot_tls.count("INBOX") == 0

@@ -40,6 +40,13 @@ def stored() -> int:
     return db.session.scalar(select(func.count(InboundMessage.id))) or 0
 
 
+def assert_stored_once_and_applied(app, subscriber_id: int) -> None:
+    """The retried DSN was stored once and its reader is bounced."""
+    with app.app_context():
+        assert stored() == 1
+        assert status_of(subscriber_id) == "bounced"
+
+
 def unreachable_database_url(database_url: str, tmp_path) -> str:
     if database_url.startswith("postgresql"):
         return f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/test"  # nothing listens
@@ -73,9 +80,7 @@ def test_an_unreachable_database_is_answered_451_and_the_retry_is_stored(
         assert hand_over(up.port, lmtp, return_path, data) == (250, b"")
     finally:
         up.stop()
-    with app.app_context():
-        assert stored() == 1
-        assert status_of(gone_id) == "bounced"
+    assert_stored_once_and_applied(app, gone_id)
 
 
 def test_a_locked_sqlite_database_is_answered_451(app, make_app, database_url, codec, monkeypatch):
@@ -100,9 +105,7 @@ def test_a_locked_sqlite_database_is_answered_451(app, make_app, database_url, c
     finally:
         holder.close()
         listener.stop()
-    with app.app_context():
-        assert stored() == 1
-        assert status_of(gone_id) == "bounced"
+    assert_stored_once_and_applied(app, gone_id)
 
 
 def test_a_locked_postgresql_table_is_answered_451_not_waited_on(
@@ -132,6 +135,4 @@ def test_a_locked_postgresql_table_is_answered_451_not_waited_on(
     finally:
         holder.close()
         listener.stop()
-    with app.app_context():
-        assert stored() == 1
-        assert status_of(gone_id) == "bounced"
+    assert_stored_once_and_applied(app, gone_id)

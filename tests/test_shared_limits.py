@@ -8,7 +8,6 @@ import secrets
 
 import pytest
 
-from tests.conftest import free_port
 from tests.support.live import HttpClient
 from tests.support.processes import gunicorn
 
@@ -32,11 +31,7 @@ def gunicorn_on_redis(app, database_url, smtp_sink, tmp_path):
     prefix = f"nltest-{secrets.token_hex(6)}"
     try:
         with gunicorn(
-            port=free_port(),
-            workers=4,
-            database_url=database_url,
-            smtp_port=smtp_sink.port,
-            log_path=tmp_path / "gunicorn.log",
+            database_url, smtp_sink.port, tmp_path, workers=4,
             env={
                 "NEWSLETTER_RATELIMIT_STORAGE_URI": REDIS_URL,
                 "NEWSLETTER_RATELIMIT_KEY_PREFIX": prefix,

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from tests.conftest import ROOT, TEST_SECRET_KEY
+from tests.conftest import ROOT, TEST_SECRET_KEY, free_port
 from tests.support.live import HttpClient
 
 
@@ -47,18 +47,19 @@ def worker_environment(
 
 @contextlib.contextmanager
 def gunicorn(
-    *,
-    port: int,
-    workers: int,
     database_url: str,
     smtp_port: int,
-    log_path: Path,
+    log_dir: Path,
+    *,
+    workers: int,
     env: dict[str, str] | None = None,
     preexec_fn: Callable[[], None] | None = None,
 ) -> Iterator[str]:
-    """``gunicorn -w WORKERS wsgi:app`` from this checkout on 127.0.0.1:PORT, with only the
-    test site's NEWSLETTER_ settings (``env`` adds to them); yields its URL once ``/healthz``
-    answers, and stops it afterwards."""
+    """``gunicorn -w WORKERS wsgi:app`` from this checkout on a free loopback port, with only
+    the test site's NEWSLETTER_ settings (``env`` adds to them), logging to
+    ``log_dir/gunicorn.log``; yields its URL once ``/healthz`` answers, stops it afterwards."""
+    port = free_port()
+    log_path = log_dir / "gunicorn.log"
     environment = {
         k: v for k, v in os.environ.items() if not k.startswith(("NEWSLETTER_", "FLASK_"))
     }
