@@ -27,6 +27,25 @@ from newsletter.models import (
 from tests.support.processes import ROOT, worker_command, worker_environment
 
 
+def subscriber_values(
+    email: str, *, language: str = "fr", status: str = SubscriberStatus.CONFIRMED
+) -> dict[str, Any]:
+    """The columns of a subscriber who gave consent just now (and confirmed, when that is the
+    status): what an ordinary row holds before any test changes it."""
+    now = utcnow()
+    return {
+        "email": email,
+        "email_key": email.casefold(),
+        "name": None,
+        "language": language,
+        "status": status,
+        "created_at": now,
+        "consent_at": now,
+        "confirmed_at": now if status == SubscriberStatus.CONFIRMED else None,
+        "hard_bounces": 0,
+    }
+
+
 def add_subscribers(
     count: int,
     *,
@@ -37,19 +56,8 @@ def add_subscribers(
 ) -> list[str]:
     """Insert ``count`` subscribers in one statement; returns their addresses. Commits."""
     prefix = prefix or f"{status}-{language}"
-    now = utcnow()
     rows = [
-        {
-            "email": f"{prefix}-{index}@{domain}",
-            "email_key": f"{prefix}-{index}@{domain}".casefold(),
-            "name": None,
-            "language": language,
-            "status": status,
-            "created_at": now,
-            "consent_at": now,
-            "confirmed_at": now if status == SubscriberStatus.CONFIRMED else None,
-            "hard_bounces": 0,
-        }
+        subscriber_values(f"{prefix}-{index}@{domain}", language=language, status=status)
         for index in range(count)
     ]
     for start in range(0, len(rows), 2000):
