@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
-import subprocess
 import sys
 import tempfile
 import time
@@ -14,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+
+from tests.support.databases import fresh_postgres_schema, migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -40,19 +39,6 @@ def postgres_available() -> bool:
         return False
 
 
-def migrate(url: str) -> None:
-    """Build the schema the way production does: ``flask db upgrade``."""
-    completed = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "newsletter", "db", "upgrade"],
-        cwd=ROOT,
-        env={**os.environ, "NEWSLETTER_DATABASE_URL": url},
-        capture_output=True,
-        text=True,
-    )
-    if completed.returncode != 0:
-        raise RuntimeError(f"flask db upgrade failed:\n{completed.stderr[-3000:]}")
-
-
 @contextlib.contextmanager
 def fresh_database(kind: str) -> Iterator[str]:
     """A migrated, empty database: a temporary SQLite file, or a new PostgreSQL schema that is
@@ -63,22 +49,8 @@ def fresh_database(kind: str) -> Iterator[str]:
             migrate(url)
             yield url
         return
-    schema = f"nl_bench_{secrets.token_hex(4)}"
-    admin = create_engine(postgres_url())
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = (
-        make_url(postgres_url())
-        .update_query_dict({"options": f"-csearch_path={schema}"})
-        .render_as_string(hide_password=False)
-    )
-    try:
-        migrate(url)
+    with fresh_postgres_schema(postgres_url(), "nl_bench") as url:
         yield url
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def bench_config(database_url: str, mail_url: str, **overrides: object) -> dict:

@@ -8,21 +8,20 @@ PostgreSQL schema, and each test starts from empty tables.
 from __future__ import annotations
 
 import os
-import secrets
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("NEWSLETTER_SECRET_KEY", "test-secret-key-" + "x" * 32)
 
 from newsletter import create_app  # noqa: E402
 from newsletter.extensions import db, limiter  # noqa: E402
+from tests.support.databases import fresh_postgres_schema, migrate  # noqa: E402
 from tests.support.mailbox import Mailbox, SmtpSink  # noqa: E402
 
 TEST_SECRET_KEY = "test-secret-key-for-signing-0123456789abcdef"
@@ -53,37 +52,13 @@ def database_url(tmp_path_factory: pytest.TempPathFactory):
     _compile_translations()
     base = os.environ.get("NEWSLETTER_TEST_DATABASE_URL")
     if not base:
-        path = tmp_path_factory.mktemp("db") / "newsletter.db"
-        url = f"sqlite:///{path}"
-        _migrate(url)
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'newsletter.db'}"
+        migrate(url)
         yield url
         return
-    schema = f"nl_test_{secrets.token_hex(4)}"
-    admin = create_engine(base, pool_pre_ping=True)  # survives a server restart (fault suite)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    parsed = make_url(base)
-    url = parsed.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-        hide_password=False
-    )
-    try:
-        _migrate(url)
+    # pool_pre_ping: the admin engine survives a server restart (fault suite).
+    with fresh_postgres_schema(base, "nl_test", pool_pre_ping=True) as url:
         yield url
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
-def _migrate(url: str) -> None:
-    env = {**os.environ, "NEWSLETTER_DATABASE_URL": url}
-    subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "newsletter", "db", "upgrade"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
 
 
 @pytest.fixture(scope="session")
@@ -229,6 +204,31 @@ def run_worker(app):
         return Worker(app, name="test-worker").run(until_idle=True)
 
     return run
+
+
+@pytest.fixture
+def start_worker(database_url: str, smtp_sink: SmtpSink, tmp_path: Path):
+    """Start ``flask worker`` subprocesses on the test database and SMTP server, each logging
+    to ``tmp_path/<name>.log``; any still running are stopped after the test."""
+    from tests.support.digests import WorkerProcess
+
+    started: list[WorkerProcess] = []
+
+    def start(name: str, *, until_idle: bool = False, env: dict[str, str] | None = None):
+        worker = WorkerProcess(
+            database_url=database_url,
+            smtp_port=smtp_sink.port,
+            name=name,
+            log_dir=tmp_path,
+            until_idle=until_idle,
+            env=env,
+        )
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

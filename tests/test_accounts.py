@@ -330,59 +330,32 @@ def test_a_client_that_keeps_failing_waits_but_is_never_locked_out(app):
         assert [count for key, count in counts.items() if key.count(":") == 2] == [0]
 
 
-def test_failed_logins_are_limited_per_ip(app_config, database_url):
-    from newsletter import create_app
-    from newsletter.extensions import limiter
-    from tests.conftest import clear_tables
+def test_failed_logins_are_limited_per_ip(make_app):
+    client = make_app(LOGIN_RATE_LIMIT="3/minute").test_client()
+    statuses = [
+        client.post(
+            "/account/login", json={"email": f"u{n}@example.org", "password": "Nope-123456!"}
+        ).status_code
+        for n in range(5)
+    ]
+    assert statuses == [401, 401, 401, 429, 429]
+    # Another IP is not affected.
+    other = client.post(
+        "/account/login",
+        json={"email": "u9@example.org", "password": "Nope-123456!"},
+        environ_base={"REMOTE_ADDR": "192.0.2.9"},
+    )
+    assert other.status_code == 401
 
-    app_config["LOGIN_RATE_LIMIT"] = "3/minute"
-    application = create_app(app_config)
-    with application.app_context():
-        clear_tables(database_url)
-        limiter.reset()
-    try:
-        client = application.test_client()
-        statuses = [
-            client.post(
-                "/account/login", json={"email": f"u{n}@example.org", "password": "Nope-123456!"}
-            ).status_code
-            for n in range(5)
-        ]
-        assert statuses == [401, 401, 401, 429, 429]
-        # Another IP is not affected.
-        other = client.post(
-            "/account/login",
-            json={"email": "u9@example.org", "password": "Nope-123456!"},
-            environ_base={"REMOTE_ADDR": "192.0.2.9"},
+
+def test_successful_logins_do_not_use_up_the_ip_limit(make_app):
+    application = make_app(LOGIN_RATE_LIMIT="2/minute")
+    make_user(application, EMAIL)
+    for _ in range(4):
+        response = application.test_client().post(
+            "/account/login", json={"email": EMAIL, "password": STRONG_PASSWORD}
         )
-        assert other.status_code == 401
-    finally:
-        with application.app_context():
-            db.session.remove()
-            db.engine.dispose()
-
-
-def test_successful_logins_do_not_use_up_the_ip_limit(app_config, database_url):
-    from newsletter import create_app
-    from newsletter.extensions import limiter
-    from tests.conftest import clear_tables
-
-    app_config["LOGIN_RATE_LIMIT"] = "2/minute"
-    application = create_app(app_config)
-    with application.app_context():
-        clear_tables(database_url)
-        limiter.reset()
-    try:
-        make_user(application, EMAIL)
-        for _ in range(4):
-            response = application.test_client().post(
-                "/account/login", json={"email": EMAIL, "password": STRONG_PASSWORD}
-            )
-            assert response.status_code == 200
-    finally:
-        with application.app_context():
-            db.session.remove()
-            db.engine.dispose()
+        assert response.status_code == 200
 
 
 def test_login_rehashes_a_hash_made_with_older_parameters(app, client):

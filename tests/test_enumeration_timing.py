@@ -20,7 +20,7 @@ from newsletter.domain.passwords import hash_password
 from newsletter.extensions import db
 from newsletter.models import User, utcnow
 from tests.support.live import HttpClient
-from tests.test_shared_limits import ROOT, TEST_SECRET_KEY, free_port
+from tests.support.processes import gunicorn
 
 
 @pytest.fixture
@@ -41,42 +41,12 @@ CLIENT_CPUS = {_CPUS[0]}
 def gunicorn_server(app, database_url, smtp_sink, tmp_path):
     """The app in its own process (gunicorn, one sync worker): the measuring client must not
     share an interpreter with the server."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSLETTER_", "FLASK_"))}
-    env.update(
-        {
-            "NEWSLETTER_DATABASE_URL": database_url,
-            "NEWSLETTER_MAIL_URL": f"smtp://127.0.0.1:{smtp_sink.port}?timeout=5",
-            "NEWSLETTER_SECRET_KEY": TEST_SECRET_KEY,
-            "NEWSLETTER_RATELIMIT_ENABLED": "false",
-        }
-    )
-    log = (tmp_path / "gunicorn.log").open("wb")
-    gunicorn = str(Path(sys.executable).parent / "gunicorn")
-    process = subprocess.Popen(
-        [gunicorn, "-w", "1", "-b", f"127.0.0.1:{port}", "wsgi:app"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    with gunicorn(
+        database_url, smtp_sink.port, tmp_path, workers=1,
+        env={"NEWSLETTER_RATELIMIT_ENABLED": "false"},
         preexec_fn=lambda: os.sched_setaffinity(0, SERVER_CPUS),
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if HttpClient(url).get("/healthz").status == 200:
-                break
-        except OSError:
-            time.sleep(0.2)
-    try:
+    ) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(20)
-        log.close()
 
 
 SAMPLES = 50  # the median of 50 against 50, as the issue asks

@@ -379,6 +379,17 @@ def json_error(response) -> dict:
 # ---------------------------------------------------------------------------------------------
 # JSON that parses into something no view can use
 
+def assert_malformed_json_writes_nothing(app, client, path: str, body: str, headers) -> None:
+    """POSTing ``body`` to ``path`` is a 400 ``malformed_json`` and no table gains a row."""
+    with app.app_context():
+        before = row_counts()
+    response = client.post(path, data=body, content_type="application/json", headers=headers)
+    assert response.status_code == 400
+    assert json_error(response)["code"] == "malformed_json"
+    with app.app_context():
+        assert row_counts() == before
+
+
 DEEP_JSON = "[" * 100_000 + "]" * 100_000  # 200 kB: under the size limit, over the recursion one
 
 
@@ -397,13 +408,7 @@ DEEP_JSON = "[" * 100_000 + "]" * 100_000  # 200 kB: under the size limit, over 
     ],
 )
 def test_deeply_nested_json_is_a_400(app, client, bearer, path):
-    with app.app_context():
-        before = row_counts()
-    response = client.post(path, data=DEEP_JSON, content_type="application/json", headers=bearer)
-    assert response.status_code == 400
-    assert json_error(response)["code"] == "malformed_json"
-    with app.app_context():
-        assert row_counts() == before
+    assert_malformed_json_writes_nothing(app, client, path, DEEP_JSON, bearer)
 
 
 def test_deeply_nested_json_on_a_preferences_link_is_a_400(app, client):
@@ -445,13 +450,7 @@ def test_a_lone_surrogate_in_a_password_is_refused_not_hashed(app, client):
     ],
 )
 def test_a_lone_surrogate_anywhere_in_a_json_body_is_a_400(app, client, bearer, path, body):
-    with app.app_context():
-        before = row_counts()
-    response = client.post(path, data=body, content_type="application/json", headers=bearer)
-    assert response.status_code == 400
-    assert json_error(response)["code"] == "malformed_json"
-    with app.app_context():
-        assert row_counts() == before
+    assert_malformed_json_writes_nothing(app, client, path, body, bearer)
 
 
 def test_a_lone_surrogate_in_a_key_or_a_nested_value_is_a_400(client):

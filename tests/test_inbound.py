@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import smtplib
 import subprocess
-import sys
 
 import pytest
 from sqlalchemy import func, select
@@ -15,17 +14,21 @@ from newsletter.domain.suppressions import SuppressionKeys, is_suppressed
 from newsletter.extensions import db
 from newsletter.inbound.listener import InboundController
 from newsletter.models import InboundKind, InboundMessage, Subscriber, Suppression
-from tests.conftest import ROOT, TEST_SECRET_KEY, free_port
+from tests.conftest import TEST_SECRET_KEY, free_port
 from tests.support.digests import wait_until
 from tests.support.feedback import (
     BOUNCE_ADDRESS,
     add_delivery,
     add_subscriber,
     arf,
+    bounced_reader,
+    delivery_return_path,
     dsn,
     mailto_request,
     malformed_messages,
+    status_of,
 )
+from tests.support.processes import ROOT, flask_command
 
 pytestmark = pytest.mark.verp
 
@@ -49,11 +52,6 @@ def send(listener, recipient: str, data: bytes, sender: str = "") -> None:
     with client:
         refused = client.sendmail(sender, [recipient], data)
         assert refused == {}
-
-
-def status_of(subscriber_id: int) -> str:
-    db.session.expire_all()
-    return db.session.get(Subscriber, subscriber_id).status
 
 
 def test_hard_bounce_dsn_makes_its_subscriber_bounced_and_suppressed(app, listener, codec):
@@ -90,6 +88,12 @@ def test_return_path_token_survives_a_lower_casing_mta(app, listener, codec):
         assert status_of(gone.id) == "bounced"
 
 
+def soft_bounce(listener, codec, subscriber: Subscriber) -> None:
+    """One more digest to ``subscriber``, answered with a mailbox-full DSN (4.2.2)."""
+    return_path = delivery_return_path(codec, subscriber)
+    send(listener, return_path, dsn(return_path, subscriber.email, "4.2.2"))
+
+
 def days_earlier(days: int = 1) -> None:
     """What has come back so far arrived ``days`` earlier."""
     from datetime import timedelta
@@ -104,8 +108,7 @@ def test_soft_bounces_decay_one_leaves_confirmed_three_days_make_bounced(app, li
         full = add_subscriber("full@example.com")
         # One digest a day, each soft-bouncing: the score counts days (tests/test_bounce_score).
         for day in range(3):
-            return_path = codec.address(BOUNCE_ADDRESS, "delivery", add_delivery(full).id)
-            send(listener, return_path, dsn(return_path, "full@example.com", "4.2.2"))
+            soft_bounce(listener, codec, full)
             assert status_of(full.id) == ("bounced" if day == 2 else "confirmed")
             days_earlier()
         kinds = db.session.scalars(select(InboundMessage.kind)).all()
@@ -120,12 +123,10 @@ def test_old_soft_bounces_no_longer_count(app, listener, codec):
     with app.app_context():
         full = add_subscriber("full@example.com")
         for _ in range(2):
-            return_path = codec.address(BOUNCE_ADDRESS, "delivery", add_delivery(full).id)
-            send(listener, return_path, dsn(return_path, "full@example.com", "4.2.2"))
+            soft_bounce(listener, codec, full)
             days_earlier()
         days_earlier(SOFT_BOUNCE_WINDOW.days)
-        return_path = codec.address(BOUNCE_ADDRESS, "delivery", add_delivery(full).id)
-        send(listener, return_path, dsn(return_path, "full@example.com", "4.2.2"))
+        soft_bounce(listener, codec, full)
         assert status_of(full.id) == "confirmed"
 
 
@@ -201,26 +202,24 @@ def test_a_message_whose_processing_fails_is_stored_and_retried(app, listener, c
     from newsletter.inbound import processor
 
     with app.app_context():
-        gone = add_subscriber("gone@example.com")
-        delivery = add_delivery(gone)
-        return_path = codec.address(BOUNCE_ADDRESS, "delivery", delivery.id)
+        gone_id, return_path, data = bounced_reader(codec)
 
         def broken(*_args, **_kwargs):
             raise RuntimeError("processing crashed")
 
         monkeypatch.setattr(processor, "apply_classification", broken)
-        send(listener, return_path, dsn(return_path, "gone@example.com", "5.1.1"))
+        send(listener, return_path, data)
         db.session.expire_all()
         row = db.session.scalars(select(InboundMessage)).one()
         assert row.kind == InboundKind.PENDING
         assert row.raw and b"5.1.1" in row.raw
         assert row.attempts == 1 and "processing crashed" in row.error
-        assert status_of(gone.id) == "confirmed"
+        assert status_of(gone_id) == "confirmed"
         monkeypatch.undo()
         row.received_at = row.received_at.replace(year=row.received_at.year - 1)
         db.session.commit()
         assert processor.retry_pending() == 1
-        assert status_of(gone.id) == "bounced"
+        assert status_of(gone_id) == "bounced"
 
 
 def test_inbound_command_listens_and_stores(app, app_config, codec, tmp_path):
@@ -235,23 +234,10 @@ def test_inbound_command_listens_and_stores(app, app_config, codec, tmp_path):
         "NEWSLETTER_BOUNCE_ADDRESS": BOUNCE_ADDRESS,
     }
     with app.app_context():
-        gone = add_subscriber("gone@example.com")
-        gone_id, delivery_id = gone.id, add_delivery(gone).id
+        gone_id, return_path, data = bounced_reader(codec)
     log = open(tmp_path / "inbound.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "flask",
-            "--app",
-            "newsletter",
-            "inbound",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--lmtp",
-        ],
+        flask_command("inbound", "--host", "127.0.0.1", "--port", str(port), "--lmtp"),
         cwd=ROOT,
         env=env,
         stdout=log,
@@ -267,8 +253,6 @@ def test_inbound_command_listens_and_stores(app, app_config, codec, tmp_path):
                 return False
 
         wait_until(connectable, timeout=30, message="listener did not start")
-        return_path = codec.address(BOUNCE_ADDRESS, "delivery", delivery_id)
-        data = dsn(return_path, "gone@example.com", "5.1.1")
         with smtplib.LMTP("127.0.0.1", port) as client:
             assert client.sendmail("", [return_path], data) == {}
         with app.app_context():

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from newsletter.config import BOUNCE_MAILBOX_DONE_FOLDER
 from newsletter.extensions import db
 from newsletter.inbound.imap import MailboxUrlError, parse_mailbox_url, poll_bounce_mailbox
-from newsletter.models import InboundKind, InboundMessage, Subscriber, Suppression
+from newsletter.models import InboundKind, InboundMessage, Suppression
 from tests.conftest import free_port
 from tests.support.dovecot import DOVECOT, Dovecot
 from tests.support.feedback import (
@@ -23,9 +23,12 @@ from tests.support.feedback import (
     add_delivery,
     add_subscriber,
     arf,
+    bounced_reader,
+    delivery_return_path,
     dsn,
     mailto_request,
     malformed_messages,
+    status_of,
 )
 
 pytestmark = pytest.mark.verp
@@ -38,32 +41,31 @@ def _require_dovecot() -> None:
         pytest.skip("dovecot (dovecot-imapd) is not installed")
 
 
-@pytest.fixture
-def dovecot():
+def _running_dovecot(**options):
     _require_dovecot()
-    server = Dovecot(free_port())
+    server = Dovecot(free_port(), **options)
     try:
         server.start()
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def dovecot():
+    yield from _running_dovecot()
 
 
 @pytest.fixture
 def dovecot_tls(certificate):
     """dovecot speaking imaps only (implicit TLS, port 993's protocol) with that certificate."""
-    _require_dovecot()
-    server = Dovecot(free_port(), tls=certificate)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
+    yield from _running_dovecot(tls=certificate)
 
 
-def status_of(subscriber_id: int) -> str:
-    db.session.expire_all()
-    return db.session.get(Subscriber, subscriber_id).status
+def url_trusting_its_certificate(server: Dovecot) -> str:
+    """The imaps URL of ``server`` with its self-signed certificate as the CA file."""
+    cert, _key = server.tls
+    return f"{server.url}?cafile={quote(str(cert), safe='')}"
 
 
 def test_mailbox_urls_are_parsed_and_bad_ones_refused():
@@ -91,8 +93,8 @@ def test_bounces_complaints_and_mailto_requests_from_the_mailbox(app, dovecot, c
         angry = add_subscriber("angry@example.com")
         owner = add_subscriber("owner@example.com")
         bystander = add_subscriber("bystander@example.com")
-        gone_path = codec.address(BOUNCE_ADDRESS, "delivery", add_delivery(gone).id)
-        full_path = codec.address(BOUNCE_ADDRESS, "delivery", add_delivery(full).id)
+        gone_path = delivery_return_path(codec, gone)
+        full_path = delivery_return_path(codec, full)
         angry_mailto = codec.address(BOUNCE_ADDRESS, "subscriber", angry.id)
         owner_mailto = codec.address(BOUNCE_ADDRESS, "subscriber", owner.id)
 
@@ -117,7 +119,7 @@ def test_bounces_complaints_and_mailto_requests_from_the_mailbox(app, dovecot, c
             for row in db.session.scalars(select(InboundMessage)):
                 row.received_at -= timedelta(days=1)
             db.session.commit()
-            next_path = codec.address(BOUNCE_ADDRESS, "delivery", add_delivery(full).id)
+            next_path = delivery_return_path(codec, full)
             dovecot.append(dsn(next_path, full.email, "4.2.2"))
             assert poll_bounce_mailbox(dovecot.url) == 1
             assert status_of(full.id) == ("bounced" if day == 2 else "confirmed")
@@ -141,75 +143,61 @@ def test_a_hundred_malformed_messages_in_the_mailbox_change_nothing(app, dovecot
         assert dovecot.count("INBOX") == 0
 
 
-def test_the_worker_polls_the_mailbox_as_a_scheduled_job(make_app, dovecot, codec):
+@pytest.mark.parametrize("secure", [False, True], ids=["imap", "imaps"])
+def test_the_worker_polls_the_mailbox_as_a_scheduled_job(request, make_app, codec, secure):
+    """The worker's scheduled job reads the mailbox of BOUNCE_MAILBOX_URL, over IMAP or over
+    imaps trusting the URL's CA file."""
     from newsletter.scheduling.worker import Worker
 
-    app = make_app(BOUNCE_ADDRESS=BOUNCE_ADDRESS, BOUNCE_MAILBOX_URL=dovecot.url)
+    if secure:
+        server = request.getfixturevalue("dovecot_tls")
+        url = url_trusting_its_certificate(server)
+    else:
+        server = request.getfixturevalue("dovecot")
+        url = server.url
+    app = make_app(BOUNCE_ADDRESS=BOUNCE_ADDRESS, BOUNCE_MAILBOX_URL=url)
     with app.app_context():
-        gone = add_subscriber("gone@example.com")
-        gone_id = gone.id
-        return_path = codec.address(BOUNCE_ADDRESS, "delivery", add_delivery(gone).id)
-    dovecot.append(dsn(return_path, "gone@example.com", "5.1.1"))
+        gone_id, _return_path, data = bounced_reader(codec)
+    server.append(data)
     Worker(app, name="imap-worker").run(until_idle=True)
     with app.app_context():
         assert status_of(gone_id) == "bounced"
         kinds = db.session.scalars(select(InboundMessage.kind)).all()
         assert kinds == [InboundKind.HARD_BOUNCE]
-    assert dovecot.count("INBOX") == 0
+    assert server.count("INBOX") == 0
 
 
 def test_a_wrong_password_changes_nothing_and_keeps_the_mail(app, dovecot, codec):
     import imaplib
 
     with app.app_context():
-        gone = add_subscriber("gone@example.com")
-        return_path = codec.address(BOUNCE_ADDRESS, "delivery", add_delivery(gone).id)
-        dovecot.append(dsn(return_path, gone.email, "5.1.1"))
+        gone_id, _return_path, data = bounced_reader(codec)
+        dovecot.append(data)
         with pytest.raises(imaplib.IMAP4.error):
             poll_bounce_mailbox(dovecot.url.replace(dovecot.password, "wrong"))
-        assert status_of(gone.id) == "confirmed"
+        assert status_of(gone_id) == "confirmed"
         assert dovecot.count("INBOX") == 1
 
 
 def test_imaps_reads_the_mailbox_trusting_the_ca_file_of_the_url(app, dovecot_tls, codec):
-    cert, _key = dovecot_tls.tls
-    url = f"{dovecot_tls.url}?cafile={quote(str(cert), safe='')}"
+    url = url_trusting_its_certificate(dovecot_tls)
     assert url.startswith("imaps://")
     with app.app_context():
-        gone = add_subscriber("gone@example.com")
-        return_path = codec.address(BOUNCE_ADDRESS, "delivery", add_delivery(gone).id)
-        dovecot_tls.append(dsn(return_path, gone.email, "5.1.1"))
+        gone_id, _return_path, data = bounced_reader(codec)
+        dovecot_tls.append(data)
         assert poll_bounce_mailbox(url) == 1
-        assert status_of(gone.id) == "bounced"
+        assert status_of(gone_id) == "bounced"
         assert dovecot_tls.count("INBOX") == 0
         assert dovecot_tls.count(BOUNCE_MAILBOX_DONE_FOLDER) == 1
 
 
 def test_imaps_refuses_a_certificate_it_cannot_verify_and_keeps_the_mail(app, dovecot_tls, codec):
     with app.app_context():
-        gone = add_subscriber("gone@example.com")
-        return_path = codec.address(BOUNCE_ADDRESS, "delivery", add_delivery(gone).id)
-        dovecot_tls.append(dsn(return_path, gone.email, "5.1.1"))
+        gone_id, _return_path, data = bounced_reader(codec)
+        dovecot_tls.append(data)
         # The system's CAs do not vouch for a self-signed certificate.
         with pytest.raises(ssl.SSLCertVerificationError):
             poll_bounce_mailbox(dovecot_tls.url)
-        assert status_of(gone.id) == "confirmed"
+        assert status_of(gone_id) == "confirmed"
         assert dovecot_tls.count("INBOX") == 1
         assert db.session.scalar(select(func.count(InboundMessage.id))) == 0
-
-
-def test_the_worker_polls_an_imaps_mailbox(make_app, dovecot_tls, codec):
-    from newsletter.scheduling.worker import Worker
-
-    cert, _key = dovecot_tls.tls
-    url = f"{dovecot_tls.url}?cafile={quote(str(cert), safe='')}"
-    app = make_app(BOUNCE_ADDRESS=BOUNCE_ADDRESS, BOUNCE_MAILBOX_URL=url)
-    with app.app_context():
-        gone = add_subscriber("gone@example.com")
-        gone_id = gone.id
-        return_path = codec.address(BOUNCE_ADDRESS, "delivery", add_delivery(gone).id)
-    dovecot_tls.append(dsn(return_path, "gone@example.com", "5.1.1"))
-    Worker(app, name="imaps-worker").run(until_idle=True)
-    with app.app_context():
-        assert status_of(gone_id) == "bounced"
-    assert dovecot_tls.count("INBOX") == 0

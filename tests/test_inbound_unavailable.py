@@ -12,9 +12,9 @@ from sqlalchemy import func, select
 
 from newsletter.extensions import db
 from newsletter.inbound.listener import InboundController
-from newsletter.models import InboundMessage, Subscriber
+from newsletter.models import InboundMessage
 from tests.conftest import free_port
-from tests.support.feedback import BOUNCE_ADDRESS, add_delivery, add_subscriber, dsn
+from tests.support.feedback import bounced_reader, status_of
 
 pytestmark = pytest.mark.verp
 
@@ -35,14 +35,16 @@ def hand_over(
         return 250, b""
 
 
-def status_of(subscriber_id: int) -> str:
-    db.session.expire_all()
-    return db.session.get(Subscriber, subscriber_id).status
-
-
 def stored() -> int:
     db.session.expire_all()
     return db.session.scalar(select(func.count(InboundMessage.id))) or 0
+
+
+def assert_stored_once_and_applied(app, subscriber_id: int) -> None:
+    """The retried DSN was stored once and its reader is bounced."""
+    with app.app_context():
+        assert stored() == 1
+        assert status_of(subscriber_id) == "bounced"
 
 
 def unreachable_database_url(database_url: str, tmp_path) -> str:
@@ -56,10 +58,7 @@ def test_an_unreachable_database_is_answered_451_and_the_retry_is_stored(
     app, make_app, database_url, tmp_path, codec, lmtp
 ):
     with app.app_context():
-        gone = add_subscriber("gone@example.com")
-        gone_id = gone.id
-        return_path = codec.address(BOUNCE_ADDRESS, "delivery", add_delivery(gone).id)
-    data = dsn(return_path, "gone@example.com", "5.1.1")
+        gone_id, return_path, data = bounced_reader(codec)
 
     cut_off = make_app(SQLALCHEMY_DATABASE_URI=unreachable_database_url(database_url, tmp_path))
     down = InboundController(cut_off, "127.0.0.1", free_port(), lmtp=lmtp)
@@ -81,9 +80,7 @@ def test_an_unreachable_database_is_answered_451_and_the_retry_is_stored(
         assert hand_over(up.port, lmtp, return_path, data) == (250, b"")
     finally:
         up.stop()
-    with app.app_context():
-        assert stored() == 1
-        assert status_of(gone_id) == "bounced"
+    assert_stored_once_and_applied(app, gone_id)
 
 
 def test_a_locked_sqlite_database_is_answered_451(app, make_app, database_url, codec, monkeypatch):
@@ -94,10 +91,7 @@ def test_a_locked_sqlite_database_is_answered_451(app, make_app, database_url, c
     # Wait 1 s for the lock instead of 15 s: the test is about the answer, not the wait.
     monkeypatch.setattr(newsletter, "SQLITE_BUSY_TIMEOUT_SECONDS", 1)
     with app.app_context():
-        gone = add_subscriber("gone@example.com")
-        gone_id = gone.id
-        return_path = codec.address(BOUNCE_ADDRESS, "delivery", add_delivery(gone).id)
-    data = dsn(return_path, "gone@example.com", "5.1.1")
+        gone_id, return_path, data = bounced_reader(codec)
     listener = InboundController(make_app(), "127.0.0.1", free_port())
     listener.start()
     path = database_url.removeprefix("sqlite:///")
@@ -111,9 +105,7 @@ def test_a_locked_sqlite_database_is_answered_451(app, make_app, database_url, c
     finally:
         holder.close()
         listener.stop()
-    with app.app_context():
-        assert stored() == 1
-        assert status_of(gone_id) == "bounced"
+    assert_stored_once_and_applied(app, gone_id)
 
 
 def test_a_locked_postgresql_table_is_answered_451_not_waited_on(
@@ -130,10 +122,7 @@ def test_a_locked_postgresql_table_is_answered_451_not_waited_on(
 
     monkeypatch.setattr(processor, "INBOUND_STORE_LOCK_TIMEOUT_SECONDS", 1)
     with app.app_context():
-        gone = add_subscriber("gone@example.com")
-        gone_id = gone.id
-        return_path = codec.address(BOUNCE_ADDRESS, "delivery", add_delivery(gone).id)
-    data = dsn(return_path, "gone@example.com", "5.1.1")
+        gone_id, return_path, data = bounced_reader(codec)
     listener = InboundController(app, "127.0.0.1", free_port())
     listener.start()
     holder = psycopg.connect(database_url.replace("postgresql+psycopg", "postgresql"))
@@ -146,6 +135,4 @@ def test_a_locked_postgresql_table_is_answered_451_not_waited_on(
     finally:
         holder.close()
         listener.stop()
-    with app.app_context():
-        assert stored() == 1
-        assert status_of(gone_id) == "bounced"
+    assert_stored_once_and_applied(app, gone_id)

@@ -11,16 +11,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from newsletter.config import STREAM_NEWSLETTER, STREAM_TRANSACTIONAL
-from newsletter.delivery.digests import run_digest
-from newsletter.domain.digests import create_digest
-from newsletter.extensions import db
 from tests.conftest import free_port
 from tests.support.digests import (
-    WorkerProcess,
-    add_release,
-    add_subscribers,
     digest_row,
     lease_holder,
+    start_digest_to,
     wait_until,
 )
 
@@ -181,26 +176,18 @@ def test_metrics_are_refused_to_other_addresses_without_the_token(app, client):
 
 
 def test_a_scrape_during_a_send_sees_the_queue_drain_and_counters_match_the_digest(
-    app, client, smtp_sink, mailbox, database_url, tmp_path
+    app, client, mailbox, start_worker
 ):
     size = 60
     with app.app_context():
-        add_subscribers(size, language="en")
-        add_release(language="en")
-        digest = create_digest({"language": "en"})
-        db.session.commit()
-        assert run_digest(digest.id).result == "sending"
-        digest_id = digest.id
+        digest_id = start_digest_to(size)
     before = scrape(client)
     assert value(before, "newsletter_deliveries", status="queued") == size
     assert value(before, "newsletter_digests", status="sending") == 1
 
     port = free_port()
-    worker = WorkerProcess(
-        database_url=database_url,
-        smtp_port=smtp_sink.port,
-        name="metrics-worker",
-        log_dir=tmp_path,
+    worker = start_worker(
+        "metrics-worker",
         env={
             "NEWSLETTER_WORKER_METRICS_PORT": str(port),
             "NEWSLETTER_SEND_MAX_RATE": "30",  # two seconds of sending: room to watch
@@ -265,11 +252,7 @@ def test_deferred_messages_send_rate_and_unsubscribes_are_counted(
 
     before = scrape(client)
     with app.app_context():
-        add_subscribers(2, language="en", prefix="rate")
-        add_release(language="en")
-        digest = create_digest({"language": "en"})
-        db.session.commit()
-        assert run_digest(digest.id).result == "sending"
+        start_digest_to(2, prefix="rate")
     smtp_sink.rcpt_answers["rate-1@example.org"] = "451 4.7.1 Try again later"
     smtp_sink.rcpt_answers["later@example.org"] = "451 4.7.1 Try again later"
     client.post("/api/v1/subscriptions", json={"email": "later@example.org", "language": "en"})
@@ -304,19 +287,11 @@ def test_deferred_messages_send_rate_and_unsubscribes_are_counted(
     assert value(final, "newsletter_subscribers", status="unsubscribed") == 1
 
 
-def test_the_scheduler_leader_is_shown_while_a_worker_holds_the_lease(
-    app, client, smtp_sink, database_url, tmp_path
-):
+def test_the_scheduler_leader_is_shown_while_a_worker_holds_the_lease(app, client, start_worker):
     """A real worker process: while it holds the scheduler lease its own metrics port and
     /metrics name it as leader; once it stops (SIGTERM gives the lease back) nobody is."""
     port = free_port()
-    worker = WorkerProcess(
-        database_url=database_url,
-        smtp_port=smtp_sink.port,
-        name="leader-worker",
-        log_dir=tmp_path,
-        env={"NEWSLETTER_WORKER_METRICS_PORT": str(port)},
-    )
+    worker = start_worker("leader-worker", env={"NEWSLETTER_WORKER_METRICS_PORT": str(port)})
     try:
         with app.app_context():
             wait_until(lambda: lease_holder() == "leader-worker", message=worker.log())

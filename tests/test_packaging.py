@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, free_port
-from tests.support.deployment import SECRET_KEY, Deployment, an_hour_ago, wait_for_mail
+from tests.support.deployment import SECRET_KEY, Deployment, wait_for_mail
 
 pytestmark = [
     pytest.mark.slow,
@@ -130,23 +130,15 @@ def test_an_installed_wheel_mails_in_french(dist: Path, tmp_path: Path, smtp_sin
         ).fetchone()[0]
         assert status == "confirmed"
 
-        status, body = deployment.request(
-            "POST", "/api/v1/releases",
+        deployment.publish_digest(
+            token,
             {
                 "title": "Ouverture du nouveau pont",
                 "summary": "Le pont relie les deux rives dès lundi.",
                 "body": "<p>Le pont relie les deux rives.</p>",
                 "url": "https://example.org/pont",
-                "language": "fr",
-                "published_at": an_hour_ago(),
             },
-            token=token,
         )
-        assert status == 201, body
-        status, body = deployment.request(
-            "POST", "/api/v1/digests", {"language": "fr"}, token=token
-        )
-        assert status == 201, body
         received = wait_for_mail(mailbox, "lectrice@example.org", count=3)  # + the welcome
         digest = next(m for m in received if "Ouverture du nouveau pont" in m.text)
         assert digest.header("Content-Language") == "fr"

@@ -26,7 +26,6 @@ from tests.conftest import ROOT, free_port
 from tests.support.deployment import (
     SECRET_KEY,
     Deployment,
-    an_hour_ago,
     read_env_file,
     wait_for_mail,
 )
@@ -146,25 +145,15 @@ def test_the_production_recipe_runs_as_written(
         # The rate limits live in Redis, shared by both gunicorn workers.
         assert list(redis_client.scan_iter(match=f"*{prefix}*")), "no rate-limit keys in Redis"
 
-        status, body = deployment.request(
-            "POST",
-            "/api/v1/releases",
+        digest_id = deployment.publish_digest(
+            token,
             {
                 "title": "Budget 2027 adopté",
                 "summary": "Le conseil a voté le budget.",
                 "body": "<p>Le conseil a voté.</p>",
                 "url": "https://example.org/budget",
-                "language": "fr",
-                "published_at": an_hour_ago(),
             },
-            token=token,
         )
-        assert status == 201, body
-        status, body = deployment.request(
-            "POST", "/api/v1/digests", {"language": "fr"}, token=token
-        )
-        assert status == 201, body
-        digest_id = json.loads(body)["id"]
         for address in READERS:
             wait_for_mail(mailbox, address, count=3)  # confirmation, welcome, digest
         deadline = time.monotonic() + 60

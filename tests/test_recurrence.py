@@ -66,16 +66,8 @@ def test_what_the_domain_accepts_fires_as_apscheduler_reads_it(expression):
     if len(fields) == 5:
         reference = CronTrigger.from_crontab(expression, timezone=BRUSSELS)
     else:
-        second, minute, hour, day, month, day_of_week = fields
-        reference = CronTrigger(
-            second=second,
-            minute=minute,
-            hour=hour,
-            day=day,
-            month=month,
-            day_of_week=day_of_week,
-            timezone=BRUSSELS,
-        )
+        names = ("second", "minute", "hour", "day", "month", "day_of_week")
+        reference = CronTrigger(**dict(zip(names, fields, strict=True)), timezone=BRUSSELS)
     ours = cron_trigger(parse_recurrence(expression, "Europe/Brussels"))
     mine, theirs = SUNDAY, SUNDAY
     for _ in range(5):

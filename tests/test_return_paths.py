@@ -8,14 +8,12 @@ import re
 import pytest
 from sqlalchemy import select
 
-from newsletter.domain.digests import create_digest
 from newsletter.domain.return_paths import ReturnPathCodec, ReturnPathToken
 from newsletter.extensions import db
 from newsletter.inbound.processor import receive
 from newsletter.models import Delivery, OutboxMessage, Subscriber
-from newsletter.scheduling.jobs import run_digest
 from tests.conftest import TEST_SECRET_KEY
-from tests.support.digests import add_release, add_subscribers
+from tests.support.digests import start_digest_to
 from tests.support.feedback import BOUNCE_ADDRESS, dsn, mailto_request
 
 MAILTO_RE = re.compile(r"<mailto:([^?>]+)\?subject=unsubscribe>")
@@ -59,13 +57,6 @@ def test_forged_or_foreign_tokens_name_nothing():
         assert codec.read(junk) is None
 
 
-def start_digest(language: str = "en") -> int:
-    digest = create_digest({"language": language})
-    db.session.commit()
-    assert run_digest(digest.id).result == "sending"
-    return digest.id
-
-
 @pytest.fixture
 def verp_app(make_app):
     return make_app(BOUNCE_ADDRESS=BOUNCE_ADDRESS)
@@ -77,9 +68,7 @@ def test_each_digest_message_has_its_own_envelope_sender_and_mailto(
     from newsletter.scheduling.worker import Worker
 
     with verp_app.app_context():
-        add_subscribers(4, language="en", prefix="reader")
-        add_release(language="en")
-        start_digest()
+        start_digest_to(4, prefix="reader")
     Worker(verp_app, name="verp-worker").run(until_idle=True)
     messages = mailbox.wait_for(4)
     codec = ReturnPathCodec(TEST_SECRET_KEY)
@@ -132,9 +121,7 @@ def test_outbox_messages_carry_their_own_return_path(verp_app, mailbox):
 
 def test_without_a_bounce_address_the_envelope_sender_is_mail_from(app, mailbox, run_worker):
     with app.app_context():
-        add_subscribers(2, language="en", prefix="reader")
-        add_release(language="en")
-        start_digest()
+        start_digest_to(2, prefix="reader")
     run_worker()
     messages = mailbox.wait_for(2)
     assert {m.mail_from for m in messages} == {"news@example.org"}
@@ -164,9 +151,7 @@ def test_signed_digests_keep_their_own_return_path_and_personal_mailto(
         DKIM_KEY_FILE=str(key_file),
     )
     with app.app_context():
-        add_subscribers(2, language="en", prefix="signed")
-        add_release(language="en")
-        start_digest()
+        start_digest_to(2, prefix="signed")
     Worker(app, name="verp-dkim-worker").run(until_idle=True)
     messages = mailbox.wait_for(2)
     codec = ReturnPathCodec(TEST_SECRET_KEY)

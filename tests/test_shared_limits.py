@@ -5,17 +5,12 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import TEST_SECRET_KEY, free_port
 from tests.support.live import HttpClient
+from tests.support.processes import gunicorn
 
-ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("NEWSLETTER_TEST_REDIS_URL", "redis://127.0.0.1:6379/2")
 
 
@@ -34,51 +29,17 @@ def gunicorn_on_redis(app, database_url, smtp_sink, tmp_path):
     if not redis_available():
         pytest.skip(f"no Redis at {REDIS_URL} (.ci/run starts one)")
     prefix = f"nltest-{secrets.token_hex(6)}"
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSLETTER_", "FLASK_"))}
-    env.update(
-        {
-            "NEWSLETTER_DATABASE_URL": database_url,
-            "NEWSLETTER_MAIL_URL": f"smtp://127.0.0.1:{smtp_sink.port}?timeout=5",
-            "NEWSLETTER_SECRET_KEY": TEST_SECRET_KEY,
-            "NEWSLETTER_RATELIMIT_STORAGE_URI": REDIS_URL,
-            "NEWSLETTER_RATELIMIT_KEY_PREFIX": prefix,
-            "NEWSLETTER_SUBSCRIBE_RATE_LIMIT": "5/minute",
-        }
-    )
-    log = (tmp_path / "gunicorn.log").open("wb")
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "gunicorn"),
-            "-w",
-            "4",
-            "-b",
-            f"127.0.0.1:{port}",
-            "wsgi:app",
-        ],  # fmt: skip
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if HttpClient(url).get("/healthz").status == 200:
-                break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        process.kill()
-        log.close()
-        raise AssertionError((tmp_path / "gunicorn.log").read_text())
     try:
-        yield url
+        with gunicorn(
+            database_url, smtp_sink.port, tmp_path, workers=4,
+            env={
+                "NEWSLETTER_RATELIMIT_STORAGE_URI": REDIS_URL,
+                "NEWSLETTER_RATELIMIT_KEY_PREFIX": prefix,
+                "NEWSLETTER_SUBSCRIBE_RATE_LIMIT": "5/minute",
+            },
+        ) as url:
+            yield url
     finally:
-        process.terminate()
-        process.wait(20)
-        log.close()
         import redis
 
         client = redis.Redis.from_url(REDIS_URL)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, TEST_SECRET_KEY, free_port
-from tests.support.deployment import STAFF_PASSWORD, Deployment, an_hour_ago, wait_for_mail
+from tests.support.deployment import STAFF_PASSWORD, Deployment, wait_for_mail
 
 pytestmark = pytest.mark.slow
 
@@ -25,10 +25,13 @@ def json_lines(path: Path) -> list[dict]:
     return lines
 
 
-def test_json_logs_carry_ids_and_no_secrets(app, database_url, smtp_sink, mailbox, tmp_path):
+def json_logging_deployment(
+    tmp_path: Path, database_url: str, smtp_sink, **env: str
+) -> Deployment:
+    """This checkout's service logging JSON, its logs in ``tmp_path``, run from ``site/``."""
     site = tmp_path / "site"
     site.mkdir()
-    deployment = Deployment(
+    return Deployment(
         Path(sys.executable).parent,
         site,
         {
@@ -37,10 +40,16 @@ def test_json_logs_carry_ids_and_no_secrets(app, database_url, smtp_sink, mailbo
             "NEWSLETTER_SECRET_KEY": TEST_SECRET_KEY,
             "NEWSLETTER_PUBLIC_URL": "https://news.example.org",
             "NEWSLETTER_LOG_FORMAT": "json",
-            "NEWSLETTER_SCHEDULER_LEASE_SECONDS": "3",
             "PYTHONPATH": str(ROOT),  # this checkout's code, whatever the venv has installed
+            **env,
         },
         tmp_path,
+    )
+
+
+def test_json_logs_carry_ids_and_no_secrets(app, database_url, smtp_sink, mailbox, tmp_path):
+    deployment = json_logging_deployment(
+        tmp_path, database_url, smtp_sink, NEWSLETTER_SCHEDULER_LEASE_SECONDS="3"
     )
     token = deployment.staff_token("editor@example.org")
     try:
@@ -64,25 +73,15 @@ def test_json_logs_carry_ids_and_no_secrets(app, database_url, smtp_sink, mailbo
         [reset] = wait_for_mail(mailbox, "editor@example.org")
         code = re.search(r"\b(\d{6})\b", reset.text).group(1)
 
-        status, body = deployment.request(
-            "POST",
-            "/api/v1/releases",
+        digest_id = deployment.publish_digest(
+            token,
             {
                 "title": "Journal",
                 "summary": "Résumé",
                 "body": "<p>Texte</p>",
                 "url": "https://example.org/j",
-                "language": "fr",
-                "published_at": an_hour_ago(),
             },
-            token=token,
         )
-        assert status == 201, body
-        status, body = deployment.request(
-            "POST", "/api/v1/digests", {"language": "fr"}, token=token
-        )
-        assert status == 201, body
-        digest_id = json.loads(body)["id"]
         wait_for_mail(mailbox, "reader@example.org", count=3)  # confirmation, welcome, digest
     finally:
         deployment.stop()
@@ -110,40 +109,19 @@ def test_a_digest_delivery_logs_its_delivery_id(app, database_url, smtp_sink, ma
     digest id and that delivery's id, so an operator can find the row from the log."""
     from sqlalchemy import select
 
-    from newsletter.delivery.digests import run_digest
-    from newsletter.domain.digests import create_digest
     from newsletter.extensions import db
     from newsletter.models import Delivery, Subscriber
-    from tests.support.digests import add_release, add_subscribers, wait_until
+    from tests.support.digests import start_digest_to, wait_until
 
     with app.app_context():
-        add_subscribers(2, language="en", prefix="logged")
-        add_release(language="en")
-        digest = create_digest({"language": "en"})
-        db.session.commit()
-        assert run_digest(digest.id).result == "sending"
-        digest_id = digest.id
+        digest_id = start_digest_to(2, prefix="logged")
         deferred_id = db.session.scalar(
             select(Delivery.id)
             .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
             .where(Subscriber.email == "logged-1@example.org")
         )
     smtp_sink.rcpt_answers["logged-1@example.org"] = "451 4.7.1 Try again later"
-    site = tmp_path / "site"
-    site.mkdir()
-    deployment = Deployment(
-        Path(sys.executable).parent,
-        site,
-        {
-            "NEWSLETTER_DATABASE_URL": database_url,
-            "NEWSLETTER_MAIL_URL": f"smtp://127.0.0.1:{smtp_sink.port}?timeout=10",
-            "NEWSLETTER_SECRET_KEY": TEST_SECRET_KEY,
-            "NEWSLETTER_PUBLIC_URL": "https://news.example.org",
-            "NEWSLETTER_LOG_FORMAT": "json",
-            "PYTHONPATH": str(ROOT),
-        },
-        tmp_path,
-    )
+    deployment = json_logging_deployment(tmp_path, database_url, smtp_sink)
     log = tmp_path / "json-sender.log"
     try:
         deployment.start_worker("json-sender")

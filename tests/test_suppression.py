@@ -17,11 +17,7 @@ from tests.conftest import TEST_SECRET_KEY
 from tests.support.feedback import BOUNCE_ADDRESS, add_delivery, add_subscriber, arf, dsn
 from tests.test_admin import csrf_token, log_in, make_user, post_import
 
-
-@pytest.fixture
-def app_config(app_config):
-    app_config["BOUNCE_ADDRESS"] = BOUNCE_ADDRESS
-    return app_config
+pytestmark = pytest.mark.verp  # the app gets BOUNCE_ADDRESS (tests/conftest.py)
 
 
 @pytest.fixture

@@ -10,11 +10,8 @@ import secrets
 import itsdangerous.timed
 import pytest
 
-from newsletter import create_app
 from newsletter.config import CHANGE_EMAIL, RESET_PASSWORD, UNSUBSCRIBE, VERIFY_EMAIL
 from newsletter.domain.tokens import TokenSigner
-from newsletter.extensions import db, limiter
-from tests.conftest import clear_tables
 from tests.support.accounts import (
     OTHER_STRONG_PASSWORD,
     code_in,
@@ -120,26 +117,23 @@ def test_fingerprints_survive_rotation_and_fail_with_other_keys():
 # --- through the application: links emailed before a key rotation ------------------------
 
 
-def build_app(app_config, database_url, key, fallbacks):
-    application = create_app({**app_config, "SECRET_KEY": key, "SECRET_KEY_FALLBACKS": fallbacks})
-    return application
+def reset_mailed_before_rotation(make_app, mailbox):
+    """An app signing with OLD_KEY emails a password reset (link and code) to an account;
+    returns the one message that arrived."""
+    from newsletter.scheduling.worker import Worker
 
-
-def test_emailed_reset_link_and_code_survive_a_key_rotation(
-    app_config, database_url, mailbox, run_worker
-):
-    before = build_app(app_config, database_url, OLD_KEY, [])
-    with before.app_context():
-        clear_tables(database_url)
-        limiter.reset()
+    before = make_app(SECRET_KEY=OLD_KEY, SECRET_KEY_FALLBACKS=[])
     make_user(before, "rotate@example.org")
     before.test_client().post(
         "/api/v1/account/password-reset", json={"email": "rotate@example.org"}
     )
-    from newsletter.scheduling.worker import Worker
-
     Worker(before, name="rotation").run(until_idle=True)
     [message] = mailbox.wait_for(1)
+    return message
+
+
+def test_emailed_reset_link_and_code_survive_a_key_rotation(make_app, mailbox):
+    message = reset_mailed_before_rotation(make_app, mailbox)
     [link] = message.links()
     # The payload names ids and a fingerprint, never the address.
     token = path_of(link).split("token=")[1].split("&")[0]
@@ -147,10 +141,10 @@ def test_emailed_reset_link_and_code_survive_a_key_rotation(
     decoded = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
     assert "rotate" not in decoded and "@" not in decoded
 
-    stranger = build_app(app_config, database_url, secrets.token_urlsafe(32), [])
+    stranger = make_app(SECRET_KEY=secrets.token_urlsafe(32), SECRET_KEY_FALLBACKS=[])
     assert stranger.test_client().get(path_of(link)).status_code == 400
 
-    after = build_app(app_config, database_url, NEW_KEY, [OLD_KEY])
+    after = make_app(SECRET_KEY=NEW_KEY, SECRET_KEY_FALLBACKS=[OLD_KEY])
     client = after.test_client()
     assert client.get(path_of(link)).status_code == 200
     response = post_form(
@@ -170,32 +164,13 @@ def test_emailed_reset_link_and_code_survive_a_key_rotation(
         },
     )
     assert response.status_code == 400
-    for application in (before, stranger, after):
-        with application.app_context():
-            db.session.remove()
-            db.engine.dispose()
 
 
-def test_emailed_code_survives_a_key_rotation(app_config, database_url, mailbox):
-    before = build_app(app_config, database_url, OLD_KEY, [])
-    with before.app_context():
-        clear_tables(database_url)
-        limiter.reset()
-    make_user(before, "rotate@example.org")
-    before.test_client().post(
-        "/api/v1/account/password-reset", json={"email": "rotate@example.org"}
-    )
-    from newsletter.scheduling.worker import Worker
-
-    Worker(before, name="rotation").run(until_idle=True)
-    code = code_in(mailbox.wait_for(1)[0])
-    after = build_app(app_config, database_url, NEW_KEY, [OLD_KEY])
+def test_emailed_code_survives_a_key_rotation(make_app, mailbox):
+    code = code_in(reset_mailed_before_rotation(make_app, mailbox))
+    after = make_app(SECRET_KEY=NEW_KEY, SECRET_KEY_FALLBACKS=[OLD_KEY])
     response = after.test_client().post(
         "/api/v1/account/password-reset/confirm",
         json={"email": "rotate@example.org", "code": code, "password": OTHER_STRONG_PASSWORD},
     )
     assert response.status_code == 200
-    for application in (before, after):
-        with application.app_context():
-            db.session.remove()
-            db.engine.dispose()

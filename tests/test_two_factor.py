@@ -55,6 +55,20 @@ def enrol(client, email: str = "owner@example.org") -> tuple[str, list[str]]:
     return secret, codes
 
 
+def log_out(client) -> None:
+    client.post("/account/logout", data={"csrf_token": csrf_token(client, "/admin/")})
+
+
+def enrolled_owner(app) -> tuple[str, list[str]]:
+    """The owner account, enrolled in two-factor login and logged out again: its TOTP secret
+    and recovery codes."""
+    make_staff(app)
+    client, _ = logged_in(app)
+    enrolment = enrol(client)
+    log_out(client)
+    return enrolment
+
+
 def give_code(client, code: str, next_url: str = "/admin/"):
     return client.post(
         "/account/2fa",
@@ -78,7 +92,7 @@ def test_enrol_then_log_in_with_a_code_that_works_once(app):
     with app.app_context():
         hashes = list(db.session.scalars(select(StaffRecoveryCode.code_hash)))
         assert len(hashes) == 10 and all(len(h) == 64 for h in hashes)  # stored hashed
-    client.post("/account/logout", data={"csrf_token": csrf_token(client, "/admin/")})
+    log_out(client)
 
     client, response = logged_in(app)
     # The password alone opens nothing of the console or the API.
@@ -88,7 +102,7 @@ def test_enrol_then_log_in_with_a_code_that_works_once(app):
     ok = give_code(client, code_at(secret, 1))
     assert ok.status_code == 303 and ok.headers["Location"] == "/admin/"
     assert client.get("/admin/").status_code == 200
-    client.post("/account/logout", data={"csrf_token": csrf_token(client, "/admin/")})
+    log_out(client)
 
     client, _ = logged_in(app)
     assert give_code(client, code_at(secret, 1)).status_code == 401  # replayed
@@ -98,23 +112,17 @@ def test_enrol_then_log_in_with_a_code_that_works_once(app):
 
 
 def test_a_recovery_code_works_once(app):
-    make_staff(app)
-    client, _ = logged_in(app)
-    _secret, codes = enrol(client)
-    client.post("/account/logout", data={"csrf_token": csrf_token(client, "/admin/")})
+    _secret, codes = enrolled_owner(app)
     client, _ = logged_in(app)
     assert give_code(client, codes[3].upper()).status_code == 303
-    client.post("/account/logout", data={"csrf_token": csrf_token(client, "/admin/")})
+    log_out(client)
     client, _ = logged_in(app)
     assert give_code(client, codes[3]).status_code == 401
     assert give_code(client, codes[4]).status_code == 303
 
 
 def test_wrong_codes_count_toward_the_login_throttle(app):
-    make_staff(app)
-    client, _ = logged_in(app)
-    secret, _codes = enrol(client)
-    client.post("/account/logout", data={"csrf_token": csrf_token(client, "/admin/")})
+    secret, _codes = enrolled_owner(app)
     client, _ = logged_in(app)
     for _ in range(LOGIN_FREE_FAILURES_PER_CLIENT):
         assert give_code(client, "123456").status_code == 401

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -21,6 +20,7 @@ from newsletter.extensions import db
 from newsletter.models import InboundMessage, Subscriber, Suppression
 from tests.conftest import free_port
 from tests.support.feedback import add_subscriber
+from tests.support.live import ServedInThread
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:ses-feedback"
 POSTMARK_TOKEN = "pm-token-0123456789"
@@ -43,7 +43,7 @@ def make_cert() -> tuple[rsa.RSAPrivateKey, bytes]:
     return key, cert.public_bytes(serialization.Encoding.PEM)
 
 
-class CertServer:
+class CertServer(ServedInThread):
     """Serves ``/cert.pem`` and counts hits on ``/confirm`` (the SubscribeURL)."""
 
     def __init__(self, pem: bytes) -> None:
@@ -70,25 +70,18 @@ class CertServer:
                 pass
 
         self.port = free_port()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
 
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
 
 @pytest.fixture(scope="module")
 def signing():
     key, pem = make_cert()
-    server = CertServer(pem)
-    yield key, server
-    server.stop()
+    with CertServer(pem) as server:
+        yield key, server
 
 
 @pytest.fixture

@@ -8,16 +8,13 @@ import pty
 import re
 import select
 import subprocess
-import sys
 import time
 
 import pytest
 
-from newsletter.delivery.digests import run_digest
-from newsletter.domain.digests import create_digest
 from newsletter.extensions import db
-from tests.conftest import ROOT
-from tests.support.digests import WorkerProcess, add_release, add_subscribers, digest_row
+from tests.support.digests import digest_row, start_digest_to
+from tests.support.processes import ROOT, worker_command, worker_environment
 
 pytestmark = pytest.mark.slow
 SIZE = 30
@@ -25,12 +22,7 @@ SIZE = 30
 
 def start_digest(app) -> int:
     with app.app_context():
-        add_subscribers(SIZE, language="en")
-        add_release(language="en")
-        digest = create_digest({"language": "en"})
-        db.session.commit()
-        assert run_digest(digest.id).result == "sending"
-        return digest.id
+        return start_digest_to(SIZE)
 
 
 def wait_sent(app, digest_id: int, timeout: float = 60) -> None:
@@ -50,20 +42,12 @@ ENV = {
 }
 
 
-def test_without_a_terminal_progress_is_plain_log_lines(app, smtp_sink, database_url, tmp_path):
+def test_without_a_terminal_progress_is_plain_log_lines(app, start_worker):
     digest_id = start_digest(app)
-    worker = WorkerProcess(
-        database_url=database_url,
-        smtp_port=smtp_sink.port,
-        name="progress-log",
-        log_dir=tmp_path,
-        env=ENV,
-    )
-    try:
-        wait_sent(app, digest_id)
-        time.sleep(1)  # one more interval: the final line
-    finally:
-        worker.stop()
+    worker = start_worker("progress-log", env=ENV)
+    wait_sent(app, digest_id)
+    time.sleep(1)  # one more interval: the final line
+    worker.stop()
     log = worker.log()
     done = [int(n) for n in re.findall(rf"digest {digest_id} \[en\]: (\d+) of {SIZE} done", log)]
     assert done and done[-1] == SIZE, log
@@ -75,30 +59,10 @@ def test_without_a_terminal_progress_is_plain_log_lines(app, smtp_sink, database
 def test_in_a_terminal_progress_is_a_bar_redrawn_in_place(app, smtp_sink, database_url):
     digest_id = start_digest(app)
     controller, terminal = pty.openpty()
-    env = {
-        **os.environ,
-        "NEWSLETTER_DATABASE_URL": database_url,
-        "NEWSLETTER_MAIL_URL": f"smtp://127.0.0.1:{smtp_sink.port}?timeout=10",
-        "NEWSLETTER_SECRET_KEY": "test-secret-key-for-signing-0123456789abcdef",
-        "NEWSLETTER_PUBLIC_URL": "https://news.example.org",
-        "NEWSLETTER_SCHEDULER_LEASE_SECONDS": "3",
-        **ENV,
-    }
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "flask",
-            "--app",
-            "newsletter",
-            "worker",
-            "--name",
-            "progress-tty",
-            "--poll-interval",
-            "0.2",
-        ],
+        worker_command("progress-tty"),
         cwd=ROOT,
-        env=env,
+        env=worker_environment(database_url, smtp_sink.port, ENV),
         stdin=terminal,
         stdout=terminal,
         stderr=terminal,
@@ -133,9 +97,7 @@ def test_in_a_terminal_progress_is_a_bar_redrawn_in_place(app, smtp_sink, databa
     assert f"of {SIZE} done" not in text  # the bar, not log lines
 
 
-def test_an_import_shows_the_outbox_draining_in_the_workers_log(
-    app, smtp_sink, mailbox, database_url, tmp_path
-):
+def test_an_import_shows_the_outbox_draining_in_the_workers_log(app, mailbox, start_worker):
     """Importing addresses queues their confirmations; the worker says how many still wait."""
     from newsletter.delivery.imports import apply_subscriber_import
     from newsletter.domain.subscriber_import import plan_subscriber_import
@@ -145,18 +107,10 @@ def test_an_import_shows_the_outbox_draining_in_the_workers_log(
         plan = plan_subscriber_import(f"email\n{rows}\n", "fr")
         apply_subscriber_import(plan)
         db.session.commit()
-    worker = WorkerProcess(
-        database_url=database_url,
-        smtp_port=smtp_sink.port,
-        name="progress-outbox",
-        log_dir=tmp_path,
-        env=ENV,
-    )
-    try:
-        assert len(mailbox.wait_for(SIZE, timeout=60)) == SIZE
-        time.sleep(1)  # one more interval: the last line
-    finally:
-        worker.stop()
+    worker = start_worker("progress-outbox", env=ENV)
+    assert len(mailbox.wait_for(SIZE, timeout=60)) == SIZE
+    time.sleep(1)  # one more interval: the last line
+    worker.stop()
     log = worker.log()
     waiting = [int(n) for n in re.findall(r"outbox: (\d+) messages waiting", log)]
     assert waiting and waiting[-1] == 0, log

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.conftest import TEST_SECRET_KEY
-from tests.support.browser import CHROMIUM_ARGS, SCREENSHOTS, LiveApp, chromium_path
+from tests.support.browser import CHROMIUM_ARGS, SCREENSHOTS, LiveApp, check_page, chromium_path
 
 WRITTEN: list[Path] = []
 
@@ -144,6 +144,15 @@ class Visit:
         page.screenshot(path=str(path), full_page=True)
         WRITTEN.append(path)
         return path
+
+    def tour(self, page, language: str, pages: list[tuple[str, str]], prefix: str = "") -> None:
+        """Open each ``(name, path)`` of ``pages`` in ``page``: it must be in ``language`` and
+        pass ``check_page``; screenshotted as ``<prefix><name>-<language>``."""
+        for name, path in pages:
+            page.goto(path)
+            assert page.get_attribute("html", "lang") == language
+            check_page(page)
+            self.screenshot(page, f"{prefix}{name}-{language}")
 
     def close(self) -> None:
         for context in self.contexts:

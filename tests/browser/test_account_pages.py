@@ -12,7 +12,7 @@ from newsletter.domain.accounts import mark_email_verified, register_account
 from newsletter.domain.addresses import normalise_address
 from newsletter.extensions import db
 from newsletter.models import OneTimeCode, User
-from tests.support.browser import CONTRAST_SCRIPT, OVERFLOW_SCRIPT, UNLABELLED_SCRIPT
+from tests.support.browser import check_page
 
 EMAIL = "member@example.org"
 OLD_PASSWORD = "Old-password-for-tests-42!"
@@ -33,12 +33,6 @@ def code_in(message) -> str:
     match = CODE_RE.search(message.text)
     assert match, message.text
     return match.group(1).replace(" ", "")
-
-
-def check_page(page) -> None:
-    assert page.evaluate(UNLABELLED_SCRIPT) == []
-    assert page.evaluate(CONTRAST_SCRIPT) == []
-    assert page.evaluate(OVERFLOW_SCRIPT) <= 0
 
 
 def test_forgotten_password_reset_with_a_new_code_returns_to_the_start(visit, app, mailbox):
@@ -103,17 +97,16 @@ def test_forgotten_password_reset_with_a_new_code_returns_to_the_start(visit, ap
 
 
 def test_account_pages_in_french(visit, app):
-    page = visit.new_page(locale="fr-FR")
-    for name, path in [
-        ("login", "/account/login"),
-        ("register", "/account/register"),
-        ("reset-request", "/account/reset"),
-        ("reset-confirm", "/account/reset/confirm"),
-    ]:
-        page.goto(path)
-        assert page.get_attribute("html", "lang") == "fr"
-        check_page(page)
-        visit.screenshot(page, f"{name}-fr")
+    visit.tour(
+        visit.new_page(locale="fr-FR"),
+        "fr",
+        [
+            ("login", "/account/login"),
+            ("register", "/account/register"),
+            ("reset-request", "/account/reset"),
+            ("reset-confirm", "/account/reset/confirm"),
+        ],
+    )
     phone = visit.new_page(locale="en-GB", phone=True)
     phone.goto("/account/register")
     check_page(phone)

@@ -15,7 +15,7 @@ from newsletter.delivery.digests import run_digest
 from newsletter.domain.digests import create_digest
 from newsletter.extensions import db
 from newsletter.models import Digest, DigestStatus, utcnow
-from tests.support.browser import CONTRAST_SCRIPT, OVERFLOW_SCRIPT, UNLABELLED_SCRIPT
+from tests.support.browser import check_page
 from tests.support.digests import add_release, add_subscribers, wait_until
 
 WORDS = {
@@ -38,14 +38,6 @@ WORDS = {
 }
 OTHER = {"fr": "en", "en": "fr"}
 HREF = re.compile(r'href="([^"]+)"')
-
-
-def check_page_is_accessible(page, language: str) -> None:
-    """Labels on every control, readable contrast, the page's language, no sideways scroll."""
-    assert page.evaluate(UNLABELLED_SCRIPT) == []
-    assert page.evaluate(CONTRAST_SCRIPT) == []
-    assert page.get_attribute("html", "lang") == language
-    assert page.evaluate(OVERFLOW_SCRIPT) <= 0
 
 
 def add_pair() -> None:
@@ -92,7 +84,7 @@ def test_reader_goes_from_the_archive_to_a_release_switches_language_and_subscri
     assert page.locator("h1").inner_text() == words["archive"]
     feeds = page.locator('link[rel=alternate][type="application/atom+xml"]')
     assert feeds.count() == 4
-    check_page_is_accessible(page, language)
+    check_page(page, language)
     visit.screenshot(page, f"archive-{language}-{width}")
 
     page.locator("#q").fill("Rome")
@@ -106,7 +98,7 @@ def test_reader_goes_from_the_archive_to_a_release_switches_language_and_subscri
     assert page.locator("h1").inner_text() == words["title"]
     assert page.locator(".dateline").inner_text() == words["dateline"]
     assert page.locator('meta[property="og:title"]').get_attribute("content") == words["title"]
-    check_page_is_accessible(page, language)
+    check_page(page, language)
     visit.screenshot(page, f"release-{language}-{width}")
 
     # The language switch in the header leads to the translation, not the other archive.
@@ -114,7 +106,7 @@ def test_reader_goes_from_the_archive_to_a_release_switches_language_and_subscri
         page.locator(f'header a[hreflang="{other}"]').click()
     assert page.locator("h1").inner_text() == WORDS[other]["title"]
     assert page.locator(".dateline").inner_text() == WORDS[other]["dateline"]
-    check_page_is_accessible(page, other)
+    check_page(page, other)
     visit.screenshot(page, f"release-switched-to-{other}-{width}")
 
     address = f"journalist.{language}.{width}@example.org"
@@ -179,7 +171,7 @@ def test_a_digest_from_the_smtp_server_links_to_release_pages_and_its_web_versio
         visit.screenshot(reader, f"digest-email-{language}-{width}")
 
         reader.goto(web_version)
-        check_page_is_accessible(reader, language)
+        check_page(reader, language)
         content = reader.content()
         assert address not in content and "/unsubscribe/" not in content
         assert "/preferences/" not in content
@@ -190,7 +182,7 @@ def test_a_digest_from_the_smtp_server_links_to_release_pages_and_its_web_versio
         with reader.expect_navigation():
             reader.locator(".release-list a").first.click()
         assert urlsplit(reader.url).path == urlsplit(release_pages[0]).path
-        check_page_is_accessible(reader, language)
+        check_page(reader, language)
         visit.screenshot(reader, f"digest-release-page-{language}-{width}")
 
     # Leave the worker idle (the digest recorded sent) before the next test stops it.

@@ -9,7 +9,12 @@ from sqlalchemy import select
 
 from newsletter.extensions import db
 from newsletter.models import Subscriber, SubscriberStatus
-from tests.support.browser import CONTRAST_SCRIPT, OVERFLOW_SCRIPT, UNLABELLED_SCRIPT
+from tests.support.browser import (
+    CONTRAST_SCRIPT,
+    OVERFLOW_SCRIPT,
+    UNLABELLED_SCRIPT,
+    check_page,
+)
 
 FRENCH = {
     "subscribe_title": "S’abonner à la lettre d’information",
@@ -35,14 +40,6 @@ def subscriber(app, email_key: str) -> Subscriber | None:
         return row
 
 
-def check_page_is_accessible(page) -> None:
-    """Labels on every control, readable contrast, a language, nothing wider than the screen."""
-    assert page.evaluate(UNLABELLED_SCRIPT) == []
-    assert page.evaluate(CONTRAST_SCRIPT) == []
-    assert page.get_attribute("html", "lang") in ("fr", "en")
-    assert page.evaluate(OVERFLOW_SCRIPT) <= 0
-
-
 @pytest.mark.parametrize(
     ("locale", "words", "language"), [("fr-BE", FRENCH, "fr"), ("en-GB", ENGLISH, "en")]
 )
@@ -53,7 +50,7 @@ def test_visitor_subscribes_confirms_from_the_email_and_unsubscribes(
     page.goto("/")
     assert page.get_attribute("html", "lang") == language
     assert page.locator("h1").inner_text() == words["subscribe_title"]
-    check_page_is_accessible(page)
+    check_page(page, "fr", "en")
     visit.screenshot(page, f"subscribe-{language}")
 
     address = f"reader.{language}@example.org"
@@ -87,7 +84,7 @@ def test_visitor_subscribes_confirms_from_the_email_and_unsubscribes(
     unsubscribe_url = welcome.header("List-Unsubscribe").split(",")[0].strip(" <>")
     assert unsubscribe_url in welcome.text
     page.goto(unsubscribe_url)
-    check_page_is_accessible(page)
+    check_page(page, "fr", "en")
     visit.screenshot(page, f"unsubscribe-{language}")
     assert subscriber(app, address).status == SubscriberStatus.CONFIRMED  # GET changes nothing
     with page.expect_navigation():
@@ -172,11 +169,8 @@ def test_public_pages_on_a_phone(visit, app, language):
         "unsubscribe-invalid": "/unsubscribe/not-a-token",
         "not-found": "/no-such-page",
     }
-    for name, path in paths.items():
-        page.goto(f"{path}?lang={language}")
-        assert page.get_attribute("html", "lang") == language
-        check_page_is_accessible(page)
-        visit.screenshot(page, f"phone-{name}-{language}")
+    pages = [(name, f"{path}?lang={language}") for name, path in paths.items()]
+    visit.tour(page, language, pages, prefix="phone-")
 
 
 def test_the_page_checks_catch_what_they_look_for(visit, app):

@@ -189,3 +189,13 @@ UNLABELLED_SCRIPT = """
 OVERFLOW_SCRIPT = (
     "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
 )
+
+
+def check_page(page, *languages: str) -> None:
+    """Labels on every control, readable contrast, nothing wider than the screen; with
+    ``languages``, the page declares one of them."""
+    assert page.evaluate(UNLABELLED_SCRIPT) == []
+    assert page.evaluate(CONTRAST_SCRIPT) == []
+    if languages:
+        assert page.get_attribute("html", "lang") in languages
+    assert page.evaluate(OVERFLOW_SCRIPT) <= 0

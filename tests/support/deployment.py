@@ -120,6 +120,20 @@ class Deployment:
         self.flask("staff", "create", email, input=STAFF_PASSWORD + "\n")
         return self.flask("staff", "token", email).strip()
 
+    def publish_digest(self, token: str, release: dict[str, str], language: str = "fr") -> int:
+        """Post ``release`` (published an hour ago) and a digest of ``language`` through the
+        API, as an editor's script would; returns the digest's id."""
+        status, body = self.request(
+            "POST",
+            "/api/v1/releases",
+            {**release, "language": language, "published_at": an_hour_ago()},
+            token=token,
+        )
+        assert status == 201, body
+        status, body = self.request("POST", "/api/v1/digests", {"language": language}, token=token)
+        assert status == 201, body
+        return json.loads(body)["id"]
+
     def confirm(self, link: str) -> None:
         """Open the emailed link; press the page's button when the GET only shows one."""
         path = urlsplit(link).path

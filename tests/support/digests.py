@@ -3,10 +3,8 @@ real subprocesses, and what arrived at the SMTP server read back."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from datetime import datetime, timedelta
@@ -26,8 +24,26 @@ from newsletter.models import (
     User,
     utcnow,
 )
+from tests.support.processes import ROOT, worker_command, worker_environment
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+
+def subscriber_values(
+    email: str, *, language: str = "fr", status: str = SubscriberStatus.CONFIRMED
+) -> dict[str, Any]:
+    """The columns of a subscriber who gave consent just now (and confirmed, when that is the
+    status): what an ordinary row holds before any test changes it."""
+    now = utcnow()
+    return {
+        "email": email,
+        "email_key": email.casefold(),
+        "name": None,
+        "language": language,
+        "status": status,
+        "created_at": now,
+        "consent_at": now,
+        "confirmed_at": now if status == SubscriberStatus.CONFIRMED else None,
+        "hard_bounces": 0,
+    }
 
 
 def add_subscribers(
@@ -40,19 +56,8 @@ def add_subscribers(
 ) -> list[str]:
     """Insert ``count`` subscribers in one statement; returns their addresses. Commits."""
     prefix = prefix or f"{status}-{language}"
-    now = utcnow()
     rows = [
-        {
-            "email": f"{prefix}-{index}@{domain}",
-            "email_key": f"{prefix}-{index}@{domain}".casefold(),
-            "name": None,
-            "language": language,
-            "status": status,
-            "created_at": now,
-            "consent_at": now,
-            "confirmed_at": now if status == SubscriberStatus.CONFIRMED else None,
-            "hard_bounces": 0,
-        }
+        subscriber_values(f"{prefix}-{index}@{domain}", language=language, status=status)
         for index in range(count)
     ]
     for start in range(0, len(rows), 2000):
@@ -79,6 +84,26 @@ def add_release(
     db.session.add(release)
     db.session.commit()
     return release
+
+
+def start_digest(language: str = "en") -> int:
+    """A one-off digest of ``language``, run as the scheduler would: its deliveries are queued
+    for a worker to send. Returns its id. Commits."""
+    from newsletter.delivery.digests import run_digest
+    from newsletter.domain.digests import create_digest
+
+    digest = create_digest({"language": language})
+    db.session.commit()
+    assert run_digest(digest.id).result == "sending"
+    return digest.id
+
+
+def start_digest_to(count: int, language: str = "en", prefix: str | None = None) -> int:
+    """``count`` new confirmed readers of ``language``, one release, and a digest of it queued
+    for them (``start_digest``). Returns the digest's id."""
+    add_subscribers(count, language=language, prefix=prefix)
+    add_release(language=language)
+    return start_digest(language)
 
 
 def staff_token(email: str = "staff@example.org") -> str:
@@ -141,24 +166,13 @@ class WorkerProcess:
     ) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
-        command = [sys.executable, "-m", "flask", "--app", "newsletter", "worker", "--name", name]
-        command += ["--poll-interval", "0.2"]
-        if until_idle:
-            command.append("--until-idle")
-        environment = {
-            **os.environ,
-            "NEWSLETTER_DATABASE_URL": database_url,
-            "NEWSLETTER_MAIL_URL": f"smtp://127.0.0.1:{smtp_port}?timeout=10",
-            "NEWSLETTER_SECRET_KEY": "test-secret-key-for-signing-0123456789abcdef",
-            "NEWSLETTER_PUBLIC_URL": "https://news.example.org",
-            "NEWSLETTER_MAIL_FROM": "Newsroom <news@example.org>",
-            "NEWSLETTER_SCHEDULER_LEASE_SECONDS": "3",
-            "NEWSLETTER_SEND_CONNECTIONS": "2",
-            **(env or {}),
-        }
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            command, cwd=ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT
+            worker_command(name, until_idle=until_idle),
+            cwd=ROOT,
+            env=worker_environment(database_url, smtp_port, env),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
 
     def kill(self) -> None:

@@ -7,22 +7,14 @@ import random
 
 from newsletter.extensions import db
 from newsletter.models import Delivery, Digest, Subscriber, SubscriberStatus, utcnow
+from tests.support.digests import subscriber_values
 
 BOUNCE_ADDRESS = "bounces@example.org"
 
 
 def add_subscriber(email: str, status: str = SubscriberStatus.CONFIRMED) -> Subscriber:
-    now = utcnow()
-    subscriber = Subscriber(
-        email=email,
-        email_key=email.casefold(),
-        language="fr",
-        status=status,
-        created_at=now,
-        consent_at=now,
-        confirmed_at=now,
-        hard_bounces=0,
-    )
+    """One French subscriber (confirmed unless ``status`` says otherwise). Commits."""
+    subscriber = Subscriber(**subscriber_values(email, status=status))
     db.session.add(subscriber)
     db.session.commit()
     return subscriber
@@ -40,95 +32,98 @@ def add_delivery(subscriber: Subscriber, digest: Digest | None = None) -> Delive
     return delivery
 
 
+def delivery_return_path(codec, subscriber: Subscriber) -> str:
+    """A new sent delivery to ``subscriber``; returns its return path, where bounces of it
+    come back (``codec`` signs as the app does)."""
+    return codec.address(BOUNCE_ADDRESS, "delivery", add_delivery(subscriber).id)
+
+
+def bounced_reader(codec, email: str = "gone@example.com") -> tuple[int, str, bytes]:
+    """A confirmed reader with one sent delivery whose mailbox is gone: returns the reader's
+    id, that delivery's return path and the 5.1.1 DSN its MTA sends back there."""
+    reader = add_subscriber(email)
+    return_path = delivery_return_path(codec, reader)
+    return reader.id, return_path, dsn(return_path, email, "5.1.1")
+
+
+def _postfix_report(
+    return_path: str, final_recipient: str, subject: str, boundary: str, notice: str, fields: str
+) -> bytes:
+    """A Postfix-style RFC 3464 report sent to ``return_path``: ``notice`` for people, then the
+    delivery status of ``final_recipient`` (``fields`` after its address), then the headers of
+    the digest it is about."""
+    return (
+        f"Return-Path: <>\r\n"
+        f"Delivered-To: {return_path}\r\n"
+        f"From: MAILER-DAEMON@mx.example.net (Mail Delivery System)\r\n"
+        f"To: {return_path}\r\n"
+        f"Subject: {subject}\r\n"
+        f"Auto-Submitted: auto-replied\r\n"
+        f"MIME-Version: 1.0\r\n"
+        f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"\r\n'
+        f"\r\n"
+        f"--{boundary}\r\n"
+        f"Content-Type: text/plain; charset=us-ascii\r\n"
+        f"\r\n"
+        f"{notice}"
+        f"\r\n"
+        f"--{boundary}\r\n"
+        f"Content-Type: message/delivery-status\r\n"
+        f"\r\n"
+        f"Reporting-MTA: dns; mx.example.net\r\n"
+        f"Arrival-Date: Tue, 1 Dec 2026 20:00:00 +0000\r\n"
+        f"\r\n"
+        f"Final-Recipient: rfc822; {final_recipient}\r\n"
+        f"Original-Recipient: rfc822;{final_recipient}\r\n"
+        f"{fields}"
+        f"\r\n"
+        f"--{boundary}\r\n"
+        f"Content-Type: text/rfc822-headers\r\n"
+        f"\r\n"
+        f"Return-Path: <{return_path}>\r\n"
+        f"From: Newsroom <news@example.org>\r\n"
+        f"To: {final_recipient}\r\n"
+        f"Subject: Digest\r\n"
+        f"\r\n"
+        f"--{boundary}--\r\n"
+    ).encode()
+
+
 def dsn(return_path: str, final_recipient: str, status: str, action: str = "failed") -> bytes:
     """A Postfix-style RFC 3464 delivery status notification, sent to ``return_path``."""
     diagnostic = {
         "5": f"smtp; 550 5.1.1 <{final_recipient}>: Recipient address rejected: User unknown",
         "4": f"smtp; 452 4.2.2 <{final_recipient}>: Mailbox full",
     }[status[0]]
-    return (
-        f"Return-Path: <>\r\n"
-        f"Delivered-To: {return_path}\r\n"
-        f"From: MAILER-DAEMON@mx.example.net (Mail Delivery System)\r\n"
-        f"To: {return_path}\r\n"
-        f"Subject: Undelivered Mail Returned to Sender\r\n"
-        f"Auto-Submitted: auto-replied\r\n"
-        f"MIME-Version: 1.0\r\n"
-        f'Content-Type: multipart/report; report-type=delivery-status; boundary="BND"\r\n'
-        f"\r\n"
-        f"--BND\r\n"
-        f"Content-Type: text/plain; charset=us-ascii\r\n"
-        f"\r\n"
-        f"I'm sorry to have to inform you that your message could not be delivered.\r\n"
-        f"\r\n"
-        f"--BND\r\n"
-        f"Content-Type: message/delivery-status\r\n"
-        f"\r\n"
-        f"Reporting-MTA: dns; mx.example.net\r\n"
-        f"Arrival-Date: Tue, 1 Dec 2026 20:00:00 +0000\r\n"
-        f"\r\n"
-        f"Final-Recipient: rfc822; {final_recipient}\r\n"
-        f"Original-Recipient: rfc822;{final_recipient}\r\n"
+    return _postfix_report(
+        return_path,
+        final_recipient,
+        "Undelivered Mail Returned to Sender",
+        "BND",
+        "I'm sorry to have to inform you that your message could not be delivered.\r\n",
         f"Action: {action}\r\n"
         f"Status: {status}\r\n"
         f"Remote-MTA: dns; mx.example.com\r\n"
-        f"Diagnostic-Code: {diagnostic}\r\n"
-        f"\r\n"
-        f"--BND\r\n"
-        f"Content-Type: text/rfc822-headers\r\n"
-        f"\r\n"
-        f"Return-Path: <{return_path}>\r\n"
-        f"From: Newsroom <news@example.org>\r\n"
-        f"To: {final_recipient}\r\n"
-        f"Subject: Digest\r\n"
-        f"\r\n"
-        f"--BND--\r\n"
-    ).encode()
+        f"Diagnostic-Code: {diagnostic}\r\n",
+    )
 
 
 def delay_notice(return_path: str, final_recipient: str) -> bytes:
     """Postfix's "Delayed Mail (still being retried)" warning: an RFC 3464 DSN whose only
     recipient block says ``Action: delayed`` (the message is still queued, not failed)."""
-    return (
-        f"Return-Path: <>\r\n"
-        f"Delivered-To: {return_path}\r\n"
-        f"From: MAILER-DAEMON@mx.example.net (Mail Delivery System)\r\n"
-        f"To: {return_path}\r\n"
-        f"Subject: Delayed Mail (still being retried)\r\n"
-        f"Auto-Submitted: auto-replied\r\n"
-        f"MIME-Version: 1.0\r\n"
-        f'Content-Type: multipart/report; report-type=delivery-status; boundary="DLY"\r\n'
-        f"\r\n"
-        f"--DLY\r\n"
-        f"Content-Type: text/plain; charset=us-ascii\r\n"
-        f"\r\n"
-        f"This is a warning only; you do not need to resend your message.\r\n"
-        f"Delivery will be attempted again for 4 days.\r\n"
-        f"\r\n"
-        f"--DLY\r\n"
-        f"Content-Type: message/delivery-status\r\n"
-        f"\r\n"
-        f"Reporting-MTA: dns; mx.example.net\r\n"
-        f"Arrival-Date: Tue, 1 Dec 2026 20:00:00 +0000\r\n"
-        f"\r\n"
-        f"Final-Recipient: rfc822; {final_recipient}\r\n"
-        f"Original-Recipient: rfc822;{final_recipient}\r\n"
-        f"Action: delayed\r\n"
-        f"Status: 4.4.1\r\n"
-        f"Diagnostic-Code: X-Postfix; connect to mx.example.com[192.0.2.7]:25: Connection timed"
-        f" out\r\n"
-        f"Will-Retry-Until: Sat, 5 Dec 2026 20:00:00 +0000\r\n"
-        f"\r\n"
-        f"--DLY\r\n"
-        f"Content-Type: text/rfc822-headers\r\n"
-        f"\r\n"
-        f"Return-Path: <{return_path}>\r\n"
-        f"From: Newsroom <news@example.org>\r\n"
-        f"To: {final_recipient}\r\n"
-        f"Subject: Digest\r\n"
-        f"\r\n"
-        f"--DLY--\r\n"
-    ).encode()
+    return _postfix_report(
+        return_path,
+        final_recipient,
+        "Delayed Mail (still being retried)",
+        "DLY",
+        "This is a warning only; you do not need to resend your message.\r\n"
+        "Delivery will be attempted again for 4 days.\r\n",
+        "Action: delayed\r\n"
+        "Status: 4.4.1\r\n"
+        "Diagnostic-Code: X-Postfix; connect to mx.example.com[192.0.2.7]:25: Connection timed"
+        " out\r\n"
+        "Will-Retry-Until: Sat, 5 Dec 2026 20:00:00 +0000\r\n",
+    )
 
 
 def arf(report_to: str, original_recipient: str, list_unsubscribe: str) -> bytes:

@@ -8,6 +8,8 @@ import json as jsonlib
 import threading
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
+from socketserver import BaseServer
+from typing import Self
 from urllib.parse import urlencode, urlsplit
 
 from werkzeug.serving import make_server
@@ -15,26 +17,33 @@ from werkzeug.serving import make_server
 from tests.conftest import free_port
 
 
-class LiveServer:
+class ServedInThread:
+    """A ``socketserver`` server (``self.server``) run by a daemon thread inside ``with``:
+    started on entry, shut down and closed on exit."""
+
+    server: BaseServer
+
+    def __enter__(self) -> Self:
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+class LiveServer(ServedInThread):
     """``app`` on http://127.0.0.1:<free port>, threaded, in this process (same database)."""
 
     def __init__(self, app) -> None:
         self.port = free_port()
         self.server = make_server("127.0.0.1", self.port, app, threaded=True)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
 
 
 @dataclass
