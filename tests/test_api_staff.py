@@ -189,6 +189,22 @@ def test_a_release_is_created_with_its_body_sanitised(app, api):
         assert db.session.get(Release, release["id"]).body_html == body
 
 
+@pytest.mark.parametrize("translation_of", [2**63, 2**70, -1, 0])
+def test_a_translation_of_no_possible_release_is_refused_not_a_500(app, api, translation_of):
+    """Found by the schemathesis run: an id past the database's integer range reached the
+    query, and SQLite raised OverflowError (a 500)."""
+    response = api.post(
+        "/api/v1/releases",
+        json={
+            "title": "Nouveau portail",
+            "url": "https://example.org/portail",
+            "language": "fr",
+            "translation_of": translation_of,
+        },
+    )
+    assert_refused_with_the_field(app, response, Release, "translation_of")
+
+
 def test_release_errors_name_every_bad_field_and_store_nothing(app, api):
     response = api.post(
         "/api/v1/releases",

@@ -107,6 +107,8 @@ MAIL_AUDIT_HTTP_TIMEOUT_SECONDS = 10
 # Releases and digests (issue 5).
 # API listings: a client may ask for up to this many rows per page, never more.
 MAX_PAGE_SIZE = 200
+# Row ids are BIGINT on PostgreSQL and SQLite's 64-bit INTEGER: anything past this is no row.
+MAX_ROW_ID = 2**63 - 1
 # A release body is an article, not a book; the request body cap (256 KB) bounds it anyway.
 RELEASE_MAX_BODY_LENGTH = 100_000
 RELEASE_MAX_SUMMARY_LENGTH = 2000

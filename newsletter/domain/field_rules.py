@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError
 from pydantic_core import PydanticCustomError
 
-from ..config import ENCODED_WORD_PATTERN, LANGUAGES
+from ..config import ENCODED_WORD_PATTERN, LANGUAGES, MAX_ROW_ID
 from .recurrence import WEEKDAYS
 from .wording import Message, translatable
 
@@ -160,7 +160,8 @@ def datetime_rule(message: str, *, required: bool = False) -> Callable:
 def translation_of_rule(value: object) -> int | None:
     if value is None or value == "":
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
+    # Past the database's integer range the query itself would fail (OverflowError on SQLite).
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ROW_ID:
         raise refuse(translatable("Must be the id of another release."))
     return value
 

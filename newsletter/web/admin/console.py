@@ -15,7 +15,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, request, stream_with_context
 from flask_babel import gettext as _
 
-from ...config import CSV_IMPORT_MAX_BYTES
+from ...config import CSV_IMPORT_MAX_BYTES, MAX_ROW_ID
 from ...domain.staff import StaffError
 from ...extensions import db
 from ..auth import can
@@ -25,7 +25,7 @@ blueprint = Blueprint("admin", __name__, url_prefix="/admin")
 # The staff pages (issue 14) keep their own endpoint names (``staff_admin.*``) under /admin.
 staff_blueprint = Blueprint("staff_admin", __name__, url_prefix="/admin")
 # Ids fit a signed 64-bit column: a longer number in a URL is a 404, not a database error.
-ID = "int(max=9223372036854775807)"
+ID = f"int(max={MAX_ROW_ID})"
 
 LANGUAGE_NAMES = {"fr": "Français", "en": "English"}
 
