@@ -126,9 +126,10 @@ def naive_message(subscriber: tuple, releases: list, subject: str) -> bytes:
     from newsletter.delivery.digests import release_context
     from newsletter.delivery.links import digest_page_url
     from newsletter.delivery.subscriptions import newsletter_headers
-    from newsletter.mail.message import build_message, message_bytes, recipient_header
+    from newsletter.mail.message import message_bytes
     from newsletter.mail.render import render_email
     from newsletter.models import utcnow
+    from tests.support.reference_mail import build_message, recipient_header
 
     subscriber_id, address, email_key, name = subscriber
     headers, unsubscribe_url, _token = newsletter_headers(subscriber_id, email_key)

@@ -13,11 +13,12 @@ import json
 import pytest
 
 from newsletter.extensions import db
-from newsletter.mail.message import build_message, build_message_bytes, message_bytes
+from newsletter.mail.message import build_message_bytes, message_bytes
 from newsletter.mail.prepared import build_template
 from newsletter.mail.render import RenderedEmail
 from newsletter.models import Digest, DigestStatus, utcnow
 from tests.support.digests import add_release, add_subscribers, staff_token
+from tests.support.reference_mail import build_message
 
 INJECTION = "=?utf-8?q?Big_news=0D=0AReply-To=3A_attacker=40evil.example?="
 # The same, folded inside a long subject (the fold is where the raw CR LF came out).

@@ -8,14 +8,10 @@ from email.policy import default as default_policy
 
 import pytest
 
-from newsletter.mail.message import (
-    build_message,
-    build_message_bytes,
-    message_bytes,
-    recipient_header,
-)
+from newsletter.mail.message import build_message_bytes, message_bytes
 from newsletter.mail.prepared import PreparedMessage, Recipient, build_template
 from newsletter.mail.render import RenderedEmail
+from tests.support.reference_mail import build_message, recipient_header
 
 CASES = {
     "ascii": RenderedEmail(

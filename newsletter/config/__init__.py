@@ -121,6 +121,8 @@ DIGEST_MAX_RELEASES = 30
 DELIVERY_MAX_ATTEMPTS = 6
 # An unreachable SMTP server puts a claimed batch back for this long, without counting a try.
 DELIVERY_OUTAGE_PAUSE_SECONDS = 15
+# Digest deliveries stop doubling their wait at an hour (a digest is news: later is worthless).
+DELIVERY_RETRY_CAP = timedelta(hours=1)
 # The scheduler lease row: one scheduler per database (APScheduler cannot share a job store).
 SCHEDULER_LEASE_NAME = "digest-scheduler"
 

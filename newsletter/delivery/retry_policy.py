@@ -20,14 +20,13 @@ from ..config import (
     CLAIM_LEASE,
     DELIVERY_MAX_ATTEMPTS,
     DELIVERY_OUTAGE_PAUSE_SECONDS,
+    DELIVERY_RETRY_CAP,
     OUTBOX_BACKOFF_BASE,
     OUTBOX_BACKOFF_CAP,
     OUTBOX_MAX_ATTEMPTS,
 )
 from ..mail.transport import DeliveryError
 
-# Digest deliveries stop doubling their wait at an hour (a digest is news: later is worthless).
-DELIVERY_RETRY_CAP = timedelta(hours=1)
 # What a poison row is failed with.
 GAVE_UP_ON_CRASHES = "gave up: the sender stopped while sending it, every try"
 

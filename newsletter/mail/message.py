@@ -4,7 +4,7 @@ Message-ID, Date and language, serialised straight to bytes.
 ``multipart_alternative`` and ``header_line`` are the one writer of every message we send:
 ``build_message_bytes`` (one message, the outbox) and ``prepared.build_template`` (a message
 with per-recipient slots, rendered once for a digest or a confirmation) both write with them.
-``build_message`` is the email package's version, for messages edited as objects.
+``message_bytes`` serialises a message the email package built (the outbox accepts those too).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import binascii
 import re
 import secrets
 from email.charset import Charset
-from email.headerregistry import Address as HeaderAddress
 from email.message import EmailMessage
 from email.policy import SMTP, SMTPUTF8
 from email.utils import formatdate, make_msgid, parseaddr
@@ -30,29 +29,6 @@ def sender_domain(mail_from: str) -> str:
 
 def envelope_sender(mail_from: str) -> str:
     return parseaddr(mail_from)[1]
-
-
-def build_message(
-    rendered: RenderedEmail,
-    *,
-    mail_from: str,
-    to: str,
-    extra_headers: dict[str, str] | None = None,
-) -> EmailMessage:
-    """A ``multipart/alternative`` message with plain text first, HTML second."""
-    message = EmailMessage(policy=SAFE_SMTP)
-    message["From"] = mail_from
-    message["To"] = to
-    message["Subject"] = rendered.subject
-    message["Date"] = formatdate(localtime=False, usegmt=True)
-    message["Message-ID"] = make_msgid(domain=sender_domain(mail_from))
-    for name, value in (extra_headers or {}).items():
-        message[name] = value
-    message.set_content(rendered.text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    message.add_alternative(rendered.html, subtype="html", charset="utf-8", cte="quoted-printable")
-    # After the parts: set_content() drops every Content-* header set before it.
-    message["Content-Language"] = rendered.language
-    return message
 
 
 def message_bytes(message: EmailMessage) -> bytes:
@@ -181,7 +157,7 @@ def build_message_bytes(
     to_name: str | None = None,
     extra_headers: dict[str, str] | None = None,
 ) -> bytes:
-    """What ``message_bytes(build_message(...))`` gives, serialised directly.
+    """What the email package would write for this message, serialised directly.
 
     The email package parses every header into objects and encodes the bodies in pure
     Python, which made it most of the cost of a subscribe request; the same MIME structure
@@ -200,13 +176,6 @@ def build_message_bytes(
     return multipart_alternative(
         head, rendered.language, _qp_part(rendered.text), _qp_part(rendered.html)
     )
-
-
-def recipient_header(address: str, name: str | None = None) -> str:
-    if not name:
-        return address
-    local, _, domain = address.rpartition("@")
-    return str(HeaderAddress(display_name=name, username=local, domain=domain))
 
 
 # RFC 5322 specials: a display name holding one is written as a quoted string.
