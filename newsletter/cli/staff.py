@@ -15,6 +15,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from ..config import DEFAULT_LANGUAGE, LANGUAGES
 from ..domain.accounts import AccountExists, create_staff, find_user
 from ..domain.addresses import InvalidAddress, normalise_address
 from ..domain.api_tokens import issue_api_token, revoke_api_tokens
@@ -67,7 +68,9 @@ def staff_group() -> None:
 
 @staff_group.command("create")
 @click.argument("email")
-@click.option("--language", type=click.Choice(["fr", "en"]), default="fr", show_default=True)
+@click.option(
+    "--language", type=click.Choice(LANGUAGES), default=DEFAULT_LANGUAGE, show_default=True
+)
 @click.option(
     "--role",
     type=click.Choice([role.value for role in Role]),

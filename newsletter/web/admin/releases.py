@@ -34,7 +34,8 @@ from .forms import local_time_to_iso, utc_to_local_input, zone_of_form
 def releases():
     language = request.args.get("language", "")
     if language and language not in LANGUAGES:
-        raise InputError(400, "invalid", _("Check the filters."), {"language": "fr, en"})
+        choices = {"language": ", ".join(LANGUAGES)}
+        raise InputError(400, "invalid", _("Check the filters."), choices)
     page = list_releases(
         page=int_arg("page"), per_page=CONSOLE_PAGE_SIZE, language=language or None
     )
