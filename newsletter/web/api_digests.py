@@ -8,13 +8,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flask import Response, current_app, jsonify
+from flask import Response, jsonify
 from sqlalchemy import select
 
 from ..config import LANGUAGES
-from ..delivery.digest_previews import preview_message, queue_test_send
+from ..delivery.digest_previews import preview_message
 from ..domain.addresses import InvalidAddress, normalise_address
-from ..domain.audit import address_hash
 from ..domain.digests import (
     DigestStateError,
     cancel_digest,
@@ -43,6 +42,7 @@ from .api_common import (
     write,
 )
 from .auth import audit, requires
+from .digest_test_copy import send_test_copy
 from .inputs import say
 from .two_factor_gate import step_up
 
@@ -186,14 +186,6 @@ def test_send(digest_id: int):
         address = normalise_address(payload.get("email"))
     except InvalidAddress as exc:
         raise invalid({"email": say(exc)}) from None
-    queue_test_send(digest, address.email)
-    # The address by keyed hash only: the log is never rewritten, an erasure could
-    # not take it out again.
-    audit(
-        "digest.test_send",
-        "digest",
-        digest.id,
-        {"to_hash": address_hash(address.key, current_app.config["SECRET_KEY"])},
-    )
+    send_test_copy(digest, address)
     db.session.commit()
     return jsonify(status="queued", email=address.email), 202
