@@ -39,15 +39,13 @@ log = logging.getLogger(__name__)
 # compiled form is cached), not an ORM bulk UPDATE composed per call, which cost more CPU
 # than the SMTP conversation itself (bench/README.md, "The recorder's statements").
 _deliveries = Delivery.__table__
-# The claimed row, while it is still ours to write: our claim token, still being sent.
-_STILL_OURS = (
-    _deliveries.c.id == bindparam("b_id"),
-    _deliveries.c.claim_token == bindparam("b_token"),
-    _deliveries.c.status == DeliveryStatus.SENDING,
-)
 _MARK_SENT = (
     _deliveries.update()
-    .where(*_STILL_OURS)
+    .where(
+        _deliveries.c.id == bindparam("b_id"),
+        _deliveries.c.claim_token == bindparam("b_token"),
+        _deliveries.c.status == DeliveryStatus.SENDING,
+    )
     .values(
         status=DeliveryStatus.SENT,
         smtp_code=250,
@@ -118,6 +116,7 @@ def record_outcomes(
     time: one hot row written by every sender at every flush would serialise them all.
     """
     now = now or utcnow()
+    table = Delivery.__table__
     sent_by_digest: dict[int, int] = defaultdict(int)
     failed_by_digest: dict[int, int] = defaultdict(int)
     # A row is ours while it still carries our claim token: once a lease sweep has put it back
@@ -155,8 +154,12 @@ def record_outcomes(
                 extra={"digest_id": delivery.digest_id, "delivery_id": delivery.id},
             )
         db.session.connection().execute(
-            _deliveries.update()
-            .where(*_STILL_OURS)
+            table.update()
+            .where(
+                table.c.id == bindparam("b_id"),
+                table.c.claim_token == bindparam("b_token"),
+                table.c.status == DeliveryStatus.SENDING,
+            )
             .values(
                 status=bindparam("b_status"),
                 next_attempt_at=bindparam("b_next"),

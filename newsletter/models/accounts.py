@@ -9,7 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..config import DEFAULT_LANGUAGE
 from ..extensions import db
-from .base import Attempts, BigPk, CreatedAt
+from .base import BigPk, CreatedAt
 
 
 class User(db.Model):
@@ -63,7 +63,7 @@ class OneTimeCode(db.Model):
     code_hash: Mapped[str] = mapped_column(String(128))
     # For an email change: the address being verified.
     new_email: Mapped[str | None] = mapped_column(String(320))
-    attempts: Mapped[Attempts]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[CreatedAt]
     expires_at: Mapped[datetime] = mapped_column(DateTime)
     used_at: Mapped[datetime | None] = mapped_column(DateTime)

@@ -17,9 +17,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-# The columns many tables share (SQLAlchemy's annotated-type idiom).
+# The two columns most tables start and end with (SQLAlchemy's annotated-type idiom).
 BigPk = Annotated[int, mapped_column(BigId, primary_key=True)]
 CreatedAt = Annotated[datetime, mapped_column(DateTime, default=utcnow)]
-UpdatedAt = Annotated[datetime, mapped_column(DateTime, default=utcnow, onupdate=utcnow)]
-# How many tries so far (sends, guesses, imports), starting at none.
-Attempts = Annotated[int, mapped_column(Integer, default=0)]

@@ -18,7 +18,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
-from .base import Attempts, BigPk, CreatedAt, utcnow
+from .base import BigPk, CreatedAt, utcnow
 
 
 class OutboxStatus(enum.StrEnum):
@@ -40,7 +40,7 @@ class OutboxMessage(db.Model):
     recipient_key: Mapped[str] = mapped_column(String(320))
     message: Mapped[bytes] = mapped_column(LargeBinary)
     status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.QUEUED)
-    attempts: Mapped[Attempts]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
     # Who holds the claim: only that sender may record the outcome (issue 10).
@@ -74,7 +74,7 @@ class Delivery(db.Model):
         ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
     )
     status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.QUEUED)
-    attempts: Mapped[Attempts]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime)
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
     # Who holds the claim: only that sender may record the outcome (issue 10).

@@ -9,7 +9,7 @@ from sqlalchemy import DateTime, ForeignKey, Index, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
-from .base import Attempts, BigPk, utcnow
+from .base import BigPk, utcnow
 
 
 class InboundKind(enum.StrEnum):
@@ -51,7 +51,7 @@ class InboundMessage(db.Model):
         ForeignKey("digests.id", ondelete="SET NULL"), index=True
     )
     processed_at: Mapped[datetime | None] = mapped_column(DateTime)
-    attempts: Mapped[Attempts]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(String(500))
 
     __table_args__ = (Index("ix_inbound_messages_kind_received_at", "kind", "received_at"),)

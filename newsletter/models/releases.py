@@ -22,7 +22,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..config import DEFAULT_TIMEZONE
 from ..extensions import db
-from .base import BigPk, CreatedAt, UpdatedAt, utcnow
+from .base import BigPk, CreatedAt, utcnow
 
 # The text a release is searched by, as a tsvector in its language's configuration. The archive
 # query and the GIN index of migration 0006 must use this exact expression, or PostgreSQL will
@@ -57,7 +57,7 @@ class Release(db.Model):
     # Feed entry id (or link) so a re-import updates instead of duplicating.
     source_guid: Mapped[str | None] = mapped_column(String(2000), unique=True)
     created_at: Mapped[CreatedAt]
-    updated_at: Mapped[UpdatedAt]
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     # Public archive (issue 13): the release this one translates; translations of one original
     # all point at it, so the original and its translations form one group.
     translation_of_id: Mapped[int | None] = mapped_column(
@@ -85,7 +85,7 @@ class DigestSchedule(db.Model):
     subject: Mapped[str | None] = mapped_column(String(300))
     status: Mapped[str] = mapped_column(String(16), default=ScheduleStatus.ACTIVE)
     created_at: Mapped[CreatedAt]
-    updated_at: Mapped[UpdatedAt]
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
 
 class DigestStatus(enum.StrEnum):

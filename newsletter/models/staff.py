@@ -8,7 +8,7 @@ from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
-from .base import Attempts, BigPk, CreatedAt, utcnow
+from .base import BigPk, CreatedAt, utcnow
 
 
 class AuditEntry(db.Model):
@@ -86,7 +86,7 @@ class WebhookDelivery(db.Model):
     event_type: Mapped[str] = mapped_column(String(64))
     body: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default="queued")
-    attempts: Mapped[Attempts]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
     last_status_code: Mapped[int | None] = mapped_column(Integer)
