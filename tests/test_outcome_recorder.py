@@ -17,17 +17,21 @@ from newsletter.models import DigestStatus
 from tests.support.digests import add_release, add_subscribers, digest_row
 
 
-def test_progress_counters_are_written_now_and_then_not_once_a_message(app, mailbox):
-    size, batch = 200, 50
+def start_sending(app, size: int, batch: int):
+    """A digest to ``size`` subscribers, started and waiting for a pool; (its id, the engine)."""
     app.config["SEND_BATCH_SIZE"] = batch
     with app.app_context():
         add_subscribers(size, language="en")
         add_release(language="en")
         digest = create_digest({"language": "en"})
         db.session.commit()
-        digest_id = digest.id
-        assert run_digest(digest_id).result == "sending"
-        engine = db.engine
+        assert run_digest(digest.id).result == "sending"
+        return digest.id, db.engine
+
+
+def test_progress_counters_are_written_now_and_then_not_once_a_message(app, mailbox):
+    size, batch = 200, 50
+    digest_id, engine = start_sending(app, size, batch)
     counter_writes: list[str] = []
 
     def note(connection, cursor, statement, parameters, context, executemany):
@@ -56,15 +60,7 @@ def test_a_lost_recorder_connection_costs_no_outcome_and_no_duplicate(app, mailb
     ended it, a lock), the outcomes are kept, written through a new connection, and nothing
     is sent twice."""
     size = 60
-    app.config["SEND_BATCH_SIZE"] = 20
-    with app.app_context():
-        add_subscribers(size, language="en")
-        add_release(language="en")
-        digest = create_digest({"language": "en"})
-        db.session.commit()
-        digest_id = digest.id
-        assert run_digest(digest_id).result == "sending"
-        engine = db.engine
+    digest_id, engine = start_sending(app, size, batch=20)
     failures: list[int] = []
 
     def fail_twice(connection, cursor, statement, parameters, context, executemany):
