@@ -205,30 +205,22 @@ def test_a_translation_of_no_possible_release_is_refused_not_a_500(app, api, tra
     assert_refused_with_the_field(app, response, Release, "translation_of")
 
 
+# A bad value for each field of a release, and a field no release has ("colour").
+BAD_RELEASE = {
+    "title": "",
+    "url": "javascript:alert(1)",
+    "image_url": "ftp://example.org/x.png",
+    "language": "de",
+    "published_at": "yesterday",
+    "dateline": "a\nb",
+    "colour": "red",
+}
+
+
 def test_release_errors_name_every_bad_field_and_store_nothing(app, api):
-    response = api.post(
-        "/api/v1/releases",
-        json={
-            "title": "",
-            "url": "javascript:alert(1)",
-            "image_url": "ftp://example.org/x.png",
-            "language": "de",
-            "published_at": "yesterday",
-            "dateline": "a\nb",
-            "colour": "red",
-        },
-    )
+    response = api.post("/api/v1/releases", json=BAD_RELEASE)
     assert response.status_code == 422
-    fields = error_of(response)["fields"]
-    assert set(fields) == {
-        "title",
-        "url",
-        "image_url",
-        "language",
-        "published_at",
-        "dateline",
-        "colour",
-    }
+    assert set(error_of(response)["fields"]) == set(BAD_RELEASE)
     with app.app_context():
         assert db.session.scalar(select(func.count(Release.id))) == 0
 

@@ -40,24 +40,36 @@ OTHER = {"fr": "en", "en": "fr"}
 HREF = re.compile(r'href="([^"]+)"')
 
 
+# The Rome release's own text in each language: (summary, body).
+ROME = {
+    "fr": (
+        "Les ministres présentent le budget européen.",
+        "<p>Les ministres ont présenté le <strong>budget</strong>.</p>",
+    ),
+    "en": (
+        "Ministers present the European budget.",
+        "<p>Ministers presented the <strong>budget</strong>.</p>",
+    ),
+}
+
+
+def add_rome_release(language: str, published_at: datetime, **values):
+    """The Rome press conference in ``language``, titled as WORDS says."""
+    summary, body_html = ROME[language]
+    return add_release(
+        language=language,
+        title=WORDS[language]["title"],
+        dateline="Rome",
+        summary=summary,
+        body_html=body_html,
+        published_at=published_at,
+        **values,
+    )
+
+
 def add_pair() -> None:
-    french = add_release(
-        language="fr",
-        title=WORDS["fr"]["title"],
-        dateline="Rome",
-        summary="Les ministres présentent le budget européen.",
-        body_html="<p>Les ministres ont présenté le <strong>budget</strong>.</p>",
-        published_at=datetime(2026, 1, 14, 10, 0),
-    )
-    add_release(
-        language="en",
-        title=WORDS["en"]["title"],
-        dateline="Rome",
-        summary="Ministers present the European budget.",
-        body_html="<p>Ministers presented the <strong>budget</strong>.</p>",
-        published_at=datetime(2026, 1, 14, 10, 5),
-        translation_of_id=french.id,
-    )
+    french = add_rome_release("fr", datetime(2026, 1, 14, 10, 0))
+    add_rome_release("en", datetime(2026, 1, 14, 10, 5), translation_of_id=french.id)
     for index in range(3):
         for language in ("fr", "en"):
             add_release(
