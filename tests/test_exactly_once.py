@@ -49,6 +49,21 @@ def carried(digest_id: int) -> set[str]:
     return {release.title for release in digest_row(digest_id).releases}
 
 
+def due_digest(readers: int) -> int:
+    """``readers`` English subscribers, a release, and a digest to them due now, not started."""
+    add_subscribers(readers, language="en")
+    add_release(language="en")
+    return new_digest()
+
+
+def assert_the_worker_sends_it(app, mailbox, run_worker, digest_id: int) -> None:
+    """One worker run delivers the digest to both its readers and marks it sent."""
+    run_worker()
+    assert len(mailbox.wait_for(2)) == 2
+    with app.app_context():
+        assert digest_row(digest_id).status == DigestStatus.SENT
+
+
 # -- a rate-capped relay with a lease shorter than a batch ------------------------------------
 
 
@@ -150,9 +165,7 @@ def test_resuming_a_paused_one_off_digest_after_the_grace_period_still_sends(
     app, mailbox, run_worker
 ):
     with app.app_context():
-        add_subscribers(2, language="en")
-        add_release(language="en")
-        digest_id = new_digest()
+        digest_id = due_digest(2)
         pause_digest(digest_row(digest_id))
         db.session.commit()
         grace = app.config["DIGEST_MISFIRE_GRACE_SECONDS"]
@@ -160,10 +173,7 @@ def test_resuming_a_paused_one_off_digest_after_the_grace_period_still_sends(
         db.session.commit()
         resume_digest(digest_row(digest_id))
         db.session.commit()
-    run_worker()
-    assert len(mailbox.wait_for(2)) == 2
-    with app.app_context():
-        assert digest_row(digest_id).status == DigestStatus.SENT
+    assert_the_worker_sends_it(app, mailbox, run_worker, digest_id)
 
 
 # -- poison rows and outages ------------------------------------------------------------------
@@ -171,9 +181,7 @@ def test_resuming_a_paused_one_off_digest_after_the_grace_period_still_sends(
 
 def test_a_delivery_whose_sender_keeps_dying_stops_at_the_last_try(app):
     with app.app_context():
-        add_subscribers(1, language="en")
-        add_release(language="en")
-        digest_id = new_digest()
+        digest_id = due_digest(1)
         run_digest(digest_id)
         for _ in range(DELIVERY_MAX_ATTEMPTS + 2):
             claimed = claim_deliveries(10, lease=timedelta(seconds=60))
@@ -228,9 +236,7 @@ def test_an_unreachable_relay_costs_transactional_mail_no_try(app):
 
 def test_until_idle_within_a_dead_workers_lease_sends_the_due_digest(app, mailbox, run_worker):
     with app.app_context():
-        add_subscribers(2, language="en")
-        add_release(language="en")
-        digest_id = new_digest()
+        digest_id = due_digest(2)
         # A worker was SIGKILLed a moment ago: its scheduler lease has not lapsed yet.
         db.session.add(
             SchedulerLease(
@@ -238,10 +244,7 @@ def test_until_idle_within_a_dead_workers_lease_sends_the_due_digest(app, mailbo
             )
         )
         db.session.commit()
-    run_worker()
-    assert len(mailbox.wait_for(2)) == 2
-    with app.app_context():
-        assert digest_row(digest_id).status == DigestStatus.SENT
+    assert_the_worker_sends_it(app, mailbox, run_worker, digest_id)
 
 
 def test_the_scheduler_lease_outlasts_a_sqlite_lock_wait(app):
