@@ -33,28 +33,15 @@ from tests.support.digests import (
     add_release,
     add_subscribers,
     digest_row,
-    recipients_count,
     wait_until,
 )
-from tests.support.fault_counts import record_fault_count
-from tests.support.sending import digest_to, sent_per_metrics, start_digest
+from tests.support.fault_counts import record_fault_count, tally
+from tests.support.sending import digest_to, sent_per_metrics, start_digest, wait_sent
 
 pytestmark = pytest.mark.slow
 
 CONNECTIONS = 2
 PER_KILL = CONNECTIONS * 2  # one on the wire + one awaiting its record, per connection
-
-
-def tally(case: str, expected: list[str], messages, note: str = "") -> tuple[int, int]:
-    """Lost and duplicated counts at the SMTP server, kept for the terminal summary."""
-    counts = recipients_count(messages)
-    wanted = {address.casefold() for address in expected}
-    lost = len(wanted - set(counts))
-    duplicated = sum(count - 1 for address, count in counts.items() if address in wanted)
-    sent = sum(count for address, count in counts.items() if address in wanted)
-    note = f"{len(wanted)} recipients" + (f", {note}" if note else "")
-    record_fault_count(case, sent=sent, lost=lost, duplicated=duplicated, note=note)
-    return lost, duplicated
 
 
 def worker(database_url, smtp_sink, tmp_path, name, *, until_idle=False, **env):
@@ -67,16 +54,6 @@ def worker(database_url, smtp_sink, tmp_path, name, *, until_idle=False, **env):
         until_idle=until_idle,
         env={"NEWSLETTER_SEND_CONNECTIONS": str(CONNECTIONS), **env},
     )
-
-
-def wait_sent(app, digest_id: int, timeout: float) -> None:
-    with app.app_context():
-        wait_until(
-            lambda: digest_row(digest_id).status == DigestStatus.SENT,
-            timeout=timeout,
-            message=f"digest {digest_id} sent",
-        )
-        db.session.remove()
 
 
 def test_sigkill_five_times_mid_send(app, mailbox, smtp_sink, database_url, tmp_path):

@@ -33,16 +33,9 @@ from newsletter.models import (
     utcnow,
 )
 from tests.conftest import free_port
-from tests.support.digests import (
-    WorkerProcess,
-    add_release,
-    add_subscribers,
-    digest_row,
-    recipients_count,
-    wait_until,
-)
-from tests.support.fault_counts import record_fault_count
-from tests.support.sending import digest_to, new_digest
+from tests.support.digests import WorkerProcess, add_release, add_subscribers, digest_row
+from tests.support.fault_counts import tally
+from tests.support.sending import digest_to, new_digest, wait_sent
 
 
 def carried(digest_id: int) -> set[str]:
@@ -83,25 +76,11 @@ def test_a_throttled_relay_with_a_short_lease_sends_each_message_once(
         log_dir=tmp_path,
     )
     try:
-        with app.app_context():
-            wait_until(
-                lambda: digest_row(digest_id).status == DigestStatus.SENT,
-                timeout=60,
-                message="digest sent",
-            )
+        wait_sent(app, digest_id, timeout=60)
         time.sleep(1)  # a late duplicate would land now
     finally:
         worker.stop()
-    counts = recipients_count(mailbox.messages)
-    lost = len({address.casefold() for address in expected} - set(counts))
-    duplicated = sum(counts.values()) - len(counts)
-    record_fault_count(
-        "throttled relay (10 msg/s, 2 s lease)",
-        sent=sum(counts.values()),
-        lost=lost,
-        duplicated=duplicated,
-        note=f"{len(expected)} recipients",
-    )
+    lost, duplicated = tally("throttled relay (10 msg/s, 2 s lease)", expected, mailbox.messages)
     assert (lost, duplicated) == (0, 0)
     with app.app_context():
         assert digest_row(digest_id).sent == len(expected)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tests.support.digests import recipients_count
+
 
 @dataclass(frozen=True)
 class FaultCount:
@@ -27,6 +29,18 @@ def record_fault_count(
     FAULT_COUNTS.append(count)
     print(f"\n[fault] {summary_line(count)}")
     return count
+
+
+def tally(case: str, expected: list[str], messages, note: str = "") -> tuple[int, int]:
+    """Lost and duplicated counts at the SMTP server, kept for the terminal summary."""
+    counts = recipients_count(messages)
+    wanted = {address.casefold() for address in expected}
+    lost = len(wanted - set(counts))
+    duplicated = sum(count - 1 for address, count in counts.items() if address in wanted)
+    sent = sum(count for address, count in counts.items() if address in wanted)
+    note = f"{len(wanted)} recipients" + (f", {note}" if note else "")
+    record_fault_count(case, sent=sent, lost=lost, duplicated=duplicated, note=note)
+    return lost, duplicated
 
 
 def summary_line(count: FaultCount) -> str:

@@ -11,7 +11,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from newsletter.delivery.digest_runs import run_digest
 from newsletter.domain.digests import create_digest
 from newsletter.extensions import db
-from tests.support.digests import WorkerProcess, add_release, add_subscribers
+from newsletter.models import DigestStatus
+from tests.support.digests import (
+    WorkerProcess,
+    add_release,
+    add_subscribers,
+    digest_row,
+    wait_until,
+)
 
 SUMMARY_SENT = " digest messages sent"
 
@@ -37,6 +44,17 @@ def digest_to(count: int, language: str = "en", **subscriber_options) -> tuple[l
     addresses = add_subscribers(count, language=language, **subscriber_options)
     add_release(language=language)
     return addresses, start_digest(language)
+
+
+def wait_sent(app, digest_id: int, timeout: float) -> None:
+    """Wait until ``digest_id`` is marked sent (a worker process is sending it)."""
+    with app.app_context():
+        wait_until(
+            lambda: digest_row(digest_id).status == DigestStatus.SENT,
+            timeout=timeout,
+            message=f"digest {digest_id} sent",
+        )
+        db.session.remove()
 
 
 def arrival_times(messages, domain: str | None = None) -> list[float]:
