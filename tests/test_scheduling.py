@@ -25,7 +25,6 @@ from newsletter.scheduling.jobs import latest_fire_time
 from newsletter.scheduling.leadership import release_lease, try_acquire_lease
 from newsletter.scheduling.scheduler import DigestScheduler, digest_job_id, schedule_job_id
 from tests.support.digests import (
-    WorkerProcess,
     add_release,
     add_subscribers,
     digest_row,
@@ -36,25 +35,13 @@ from tests.support.digests import (
 
 
 @pytest.fixture
-def start_worker(database_url, smtp_sink, tmp_path):
-    """Start real worker processes; every one still running is stopped after the test."""
-    started: list[WorkerProcess] = []
+def start_worker(start_worker):
+    """The worker processes of ``tests/conftest.py``, each with a 5 s delivery lease."""
 
-    def start(name: str, **env: str) -> WorkerProcess:
-        worker = WorkerProcess(
-            database_url=database_url,
-            smtp_port=smtp_sink.port,
-            name=name,
-            log_dir=tmp_path,
-            env={"NEWSLETTER_DELIVERY_LEASE_SECONDS": "5", **env},
-        )
-        started.append(worker)
-        return worker
+    def start(name: str):
+        return start_worker(name, env={"NEWSLETTER_DELIVERY_LEASE_SECONDS": "5"})
 
-    yield start
-    for worker in started:
-        if worker.process.poll() is None:
-            worker.stop()
+    return start
 
 
 def schedule_digest(language: str, in_seconds: float, **values) -> tuple[int, datetime]:
