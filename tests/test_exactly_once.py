@@ -19,13 +19,12 @@ from newsletter.delivery.outbox import (
     deliver_outbox_batch,
     queue_message,
 )
-from newsletter.domain.digests import pause_digest, resume_digest
+from newsletter.domain.digests import finish_digest, pause_digest, resume_digest
 from newsletter.extensions import db
 from newsletter.mail.transport import open_transport
 from newsletter.models import (
     Delivery,
     DeliveryStatus,
-    Digest,
     DigestStatus,
     OutboxMessage,
     OutboxStatus,
@@ -107,7 +106,7 @@ def test_a_release_arriving_late_with_an_older_date_goes_in_the_next_digest(app)
         add_release(language="en", title="On time")
         first = new_digest()
         run_digest(first)
-        db.session.execute(update(Digest).values(status=DigestStatus.SENT, finished_at=utcnow()))
+        assert finish_digest(first, DigestStatus.SENT, utcnow())
         db.session.commit()
         # Imported after the first digest started, dated before it (feed poll, backdated entry).
         add_release(language="en", title="Late", published_at=utcnow() - timedelta(hours=3))
@@ -130,7 +129,7 @@ def test_the_release_cap_carries_the_overflow_to_the_next_digest(app):
             )
         first = new_digest()
         run_digest(first)
-        db.session.execute(update(Digest).values(status=DigestStatus.SENT, finished_at=utcnow()))
+        assert finish_digest(first, DigestStatus.SENT, utcnow())
         db.session.commit()
         second = new_digest()
         run_digest(second)
@@ -148,7 +147,7 @@ def test_resuming_a_paused_one_off_digest_after_the_grace_period_still_sends(
         pause_digest(digest_row(digest_id))
         db.session.commit()
         grace = app.config["DIGEST_MISFIRE_GRACE_SECONDS"]
-        db.session.execute(update(Digest).values(send_at=utcnow() - timedelta(seconds=grace + 600)))
+        digest_row(digest_id).send_at = utcnow() - timedelta(seconds=grace + 600)
         db.session.commit()
         resume_digest(digest_row(digest_id))
         db.session.commit()
