@@ -18,6 +18,7 @@ import ssl
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 DOVECOT = "/usr/sbin/dovecot"
@@ -66,21 +67,17 @@ namespace inbox {{
 """
 
 
+@dataclass
 class Dovecot:
-    """One private dovecot with one mailbox account (``user``/``password``)."""
+    """One private dovecot with one mailbox account (``user``/``password``); with ``tls``
+    (certificate, key) it listens for imaps only, on ``port``."""
 
-    def __init__(
-        self,
-        port: int,
-        user: str = "bounces",
-        password: str = "s3cret",
-        tls: tuple[Path, Path] | None = None,
-    ) -> None:
-        """``tls`` (certificate, key): listen for imaps only, on ``port``."""
-        self.port = port
-        self.tls = tls
-        self.user = user
-        self.password = password
+    port: int
+    user: str = "bounces"
+    password: str = "s3cret"
+    tls: tuple[Path, Path] | None = None
+
+    def __post_init__(self) -> None:
         # Not under pytest's tmp_path: its parents are private to root, and the mail processes
         # of a root-started dovecot run as the dovecot user.
         self.root = Path(tempfile.mkdtemp(prefix="nl-dovecot-"))
