@@ -28,7 +28,7 @@ from ..models import (
     utcnow,
 )
 from ..observability import instruments
-from .retry_policy import delivery_policy, untried_values
+from .retry_policy import UNCLAIMED, delivery_policy, untried_values
 
 if TYPE_CHECKING:  # only an annotation here; delivery_queue is the claiming side
     from .delivery_queue import ClaimedDelivery
@@ -161,9 +161,8 @@ def record_outcomes(
                 next_attempt_at=bindparam("b_next"),
                 smtp_code=bindparam("b_code"),
                 smtp_response=bindparam("b_response"),
-                lease_expires_at=None,
-                claim_token=None,
                 updated_at=now,
+                **UNCLAIMED,
             ),
             rows,
         )
