@@ -21,6 +21,24 @@ depends_on = None
 BIG_ID = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
 
 
+# As in 0001 (copied, not imported: a migration must not change when other code does): every
+# index of a table in one call, every table's indexes dropped with it.
+def _create_indexes(table, *indexes):
+    """``indexes``: (name, columns, unique); a name in ``op.f()`` is used as it is."""
+    with op.batch_alter_table(table, schema=None) as batch_op:
+        for name, columns, unique in indexes:
+            batch_op.create_index(name, columns, unique=unique)
+
+
+def _drop_table(table, *indexes):
+    """Drop ``indexes`` (names, in this order), then ``table``."""
+    if indexes:
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            for name in indexes:
+                batch_op.drop_index(name)
+    op.drop_table(table)
+
+
 def upgrade():
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.add_column(sa.Column('staff_role', sa.String(length=16), nullable=True))
@@ -44,9 +62,11 @@ def upgrade():
     sa.Column('details', sa.Text(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_log'))
     )
-    with op.batch_alter_table('audit_log', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_audit_log_action'), ['action'], unique=False)
-        batch_op.create_index(batch_op.f('ix_audit_log_at'), ['at'], unique=False)
+    _create_indexes(
+        'audit_log',
+        (op.f('ix_audit_log_action'), ['action'], False),
+        (op.f('ix_audit_log_at'), ['at'], False),
+    )
 
     op.create_table('staff_totp',
     sa.Column('user_id', BIG_ID, nullable=False),
@@ -66,8 +86,7 @@ def upgrade():
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_staff_recovery_codes_user_id_users'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_staff_recovery_codes'))
     )
-    with op.batch_alter_table('staff_recovery_codes', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_staff_recovery_codes_user_id'), ['user_id'], unique=False)
+    _create_indexes('staff_recovery_codes', (op.f('ix_staff_recovery_codes_user_id'), ['user_id'], False))
 
     op.create_table('webhook_endpoints',
     sa.Column('id', BIG_ID, nullable=False),
@@ -97,9 +116,11 @@ def upgrade():
     sa.ForeignKeyConstraint(['endpoint_id'], ['webhook_endpoints.id'], name=op.f('fk_webhook_deliveries_endpoint_id_webhook_endpoints'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_webhook_deliveries'))
     )
-    with op.batch_alter_table('webhook_deliveries', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_webhook_deliveries_endpoint_id'), ['endpoint_id'], unique=False)
-        batch_op.create_index('ix_webhook_deliveries_status_next_attempt_at', ['status', 'next_attempt_at'], unique=False)
+    _create_indexes(
+        'webhook_deliveries',
+        (op.f('ix_webhook_deliveries_endpoint_id'), ['endpoint_id'], False),
+        ('ix_webhook_deliveries_status_next_attempt_at', ['status', 'next_attempt_at'], False),
+    )
 
     if op.get_bind().dialect.name == 'postgresql':
         # Append-only, enforced by the database: UPDATE and DELETE raise. (TRUNCATE, an
@@ -122,19 +143,15 @@ def downgrade():
     if op.get_bind().dialect.name == 'postgresql':
         op.execute("DROP TRIGGER IF EXISTS audit_log_append_only ON audit_log")
         op.execute("DROP FUNCTION IF EXISTS audit_log_refuse_change()")
-    with op.batch_alter_table('webhook_deliveries', schema=None) as batch_op:
-        batch_op.drop_index('ix_webhook_deliveries_status_next_attempt_at')
-        batch_op.drop_index(batch_op.f('ix_webhook_deliveries_endpoint_id'))
-    op.drop_table('webhook_deliveries')
-    op.drop_table('webhook_endpoints')
-    with op.batch_alter_table('staff_recovery_codes', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_staff_recovery_codes_user_id'))
-    op.drop_table('staff_recovery_codes')
-    op.drop_table('staff_totp')
-    with op.batch_alter_table('audit_log', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_audit_log_at'))
-        batch_op.drop_index(batch_op.f('ix_audit_log_action'))
-    op.drop_table('audit_log')
+    _drop_table(
+        'webhook_deliveries',
+        'ix_webhook_deliveries_status_next_attempt_at',
+        op.f('ix_webhook_deliveries_endpoint_id'),
+    )
+    _drop_table('webhook_endpoints')
+    _drop_table('staff_recovery_codes', op.f('ix_staff_recovery_codes_user_id'))
+    _drop_table('staff_totp')
+    _drop_table('audit_log', op.f('ix_audit_log_at'), op.f('ix_audit_log_action'))
     with op.batch_alter_table('api_tokens', schema=None) as batch_op:
         batch_op.drop_column('expires_at')
         batch_op.drop_column('scopes')

@@ -28,7 +28,7 @@ from ..models import (
     utcnow,
 )
 from ..observability import instruments
-from .retry_policy import delivery_policy, untried_values
+from .retry_policy import UNCLAIMED, delivery_policy, untried_values
 
 if TYPE_CHECKING:  # only an annotation here; delivery_queue is the claiming side
     from .delivery_queue import ClaimedDelivery
@@ -39,13 +39,16 @@ log = logging.getLogger(__name__)
 # compiled form is cached), not an ORM bulk UPDATE composed per call, which cost more CPU
 # than the SMTP conversation itself (bench/README.md, "The recorder's statements").
 _deliveries = Delivery.__table__
+# A row is ours while it still carries our claim token: once a lease sweep has put it back
+# (and perhaps another sender took it), our outcome is not to be written over theirs.
+_STILL_OURS = (
+    _deliveries.c.id == bindparam("b_id"),
+    _deliveries.c.claim_token == bindparam("b_token"),
+    _deliveries.c.status == DeliveryStatus.SENDING,
+)
 _MARK_SENT = (
     _deliveries.update()
-    .where(
-        _deliveries.c.id == bindparam("b_id"),
-        _deliveries.c.claim_token == bindparam("b_token"),
-        _deliveries.c.status == DeliveryStatus.SENDING,
-    )
+    .where(*_STILL_OURS)
     .values(
         status=DeliveryStatus.SENT,
         smtp_code=250,
@@ -116,11 +119,8 @@ def record_outcomes(
     time: one hot row written by every sender at every flush would serialise them all.
     """
     now = now or utcnow()
-    table = Delivery.__table__
     sent_by_digest: dict[int, int] = defaultdict(int)
     failed_by_digest: dict[int, int] = defaultdict(int)
-    # A row is ours while it still carries our claim token: once a lease sweep has put it back
-    # (and perhaps another sender took it), our outcome is not to be written over theirs.
 
     for digest_id, count in record_sent(db.session.connection(), outcomes.sent, now).items():
         sent_by_digest[digest_id] += count
@@ -154,20 +154,15 @@ def record_outcomes(
                 extra={"digest_id": delivery.digest_id, "delivery_id": delivery.id},
             )
         db.session.connection().execute(
-            table.update()
-            .where(
-                table.c.id == bindparam("b_id"),
-                table.c.claim_token == bindparam("b_token"),
-                table.c.status == DeliveryStatus.SENDING,
-            )
+            _deliveries.update()
+            .where(*_STILL_OURS)
             .values(
                 status=bindparam("b_status"),
                 next_attempt_at=bindparam("b_next"),
                 smtp_code=bindparam("b_code"),
                 smtp_response=bindparam("b_response"),
-                lease_expires_at=None,
-                claim_token=None,
                 updated_at=now,
+                **UNCLAIMED,
             ),
             rows,
         )

@@ -25,7 +25,7 @@ from ..models import (
     SubscriberStatus,
     utcnow,
 )
-from .retry_policy import GAVE_UP_ON_CRASHES, claim_values, delivery_policy
+from .retry_policy import GAVE_UP_ON_CRASHES, UNCLAIMED, claim_values, delivery_policy
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +61,7 @@ def new_claim_token() -> str:
 
 def _closed(status: DeliveryStatus, reason: str, now: datetime) -> dict:
     """A claimed delivery ended for good without a send: no lease, no owner, the reason why."""
-    return {
-        "status": status,
-        "smtp_response": reason,
-        "lease_expires_at": None,
-        "claim_token": None,
-        "updated_at": now,
-    }
+    return {"status": status, "smtp_response": reason, "updated_at": now, **UNCLAIMED}
 
 
 def release_expired_leases(now: datetime) -> int:
@@ -96,12 +90,7 @@ def release_expired_leases(now: datetime) -> int:
     count = db.session.execute(
         update(Delivery)
         .where(*expired)
-        .values(
-            status=DeliveryStatus.QUEUED,
-            next_attempt_at=now,
-            lease_expires_at=None,
-            claim_token=None,
-        )
+        .values(status=DeliveryStatus.QUEUED, next_attempt_at=now, **UNCLAIMED)
         .execution_options(synchronize_session=False)
     ).rowcount
     db.session.commit()

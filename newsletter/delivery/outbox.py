@@ -30,6 +30,7 @@ from ..observability import instruments
 from .retry_policy import (
     GAVE_UP_ON_CRASHES,
     OUTBOX_POLICY,
+    UNCLAIMED,
     claim_values,
     costs_no_try,
     untried_values,
@@ -132,12 +133,7 @@ def _fail_poisoned(now: datetime) -> int:
             OutboxMessage.lease_expires_at < now,
             OutboxMessage.attempts >= OUTBOX_POLICY.max_attempts,
         )
-        .values(
-            status=OutboxStatus.FAILED,
-            lease_expires_at=None,
-            claim_token=None,
-            last_error=GAVE_UP_ON_CRASHES,
-        )
+        .values(status=OutboxStatus.FAILED, last_error=GAVE_UP_ON_CRASHES, **UNCLAIMED)
         .execution_options(synchronize_session=False)
     ).rowcount
 

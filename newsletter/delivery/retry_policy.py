@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 from ..config import (
@@ -90,6 +91,10 @@ def delivery_policy(config: Mapping[str, Any]) -> RetryPolicy:
 # What the two queues write into their rows (``OutboxMessage`` and ``Delivery`` share these
 # columns: attempts, next_attempt_at, lease_expires_at, claim_token); each adds its own status.
 
+# A row owned by nobody: no lease, and no token, so a sender that lost it (dead, or only
+# frozen) can record nothing on it any more.
+UNCLAIMED: Mapping[str, None] = MappingProxyType({"lease_expires_at": None, "claim_token": None})
+
 
 def claim_values(model: Any, token: str, lease_until: datetime) -> dict[str, Any]:
     """A claim takes a row until ``lease_until`` under ``token``, and costs it a try."""
@@ -106,6 +111,5 @@ def untried_values(model: Any, policy: RetryPolicy, now: datetime) -> dict[str, 
     return {
         "attempts": model.attempts - 1,
         "next_attempt_at": policy.untried_until(now),
-        "lease_expires_at": None,
-        "claim_token": None,
+        **UNCLAIMED,
     }
