@@ -18,15 +18,8 @@ from ..config import HARD_BOUNCES_BEFORE_BOUNCED, STREAM_NEWSLETTER
 from ..domain.webhooks import emit_event
 from ..extensions import db
 from ..mail.transport import DeliveryError
-from ..models import (
-    Delivery,
-    DeliveryStatus,
-    Digest,
-    DigestStatus,
-    Subscriber,
-    SubscriberStatus,
-    utcnow,
-)
+from ..models import Delivery, Digest, Subscriber, utcnow
+from ..models.statuses import DeliveryStatus, DigestStatus, SubscriberStatus
 from ..observability import instruments
 from .retry_policy import UNCLAIMED, delivery_policy, untried_values
 

@@ -16,15 +16,8 @@ from sqlalchemy import func, select, update
 
 from ..domain.webhooks import emit_event
 from ..extensions import db
-from ..models import (
-    Delivery,
-    DeliveryStatus,
-    Digest,
-    DigestStatus,
-    Subscriber,
-    SubscriberStatus,
-    utcnow,
-)
+from ..models import Delivery, Digest, Subscriber, utcnow
+from ..models.statuses import DeliveryStatus, DigestStatus, SubscriberStatus
 from .retry_policy import GAVE_UP_ON_CRASHES, UNCLAIMED, claim_values, delivery_policy
 
 log = logging.getLogger(__name__)

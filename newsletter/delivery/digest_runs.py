@@ -23,15 +23,8 @@ from ..domain.digest_composition import compose_digest
 from ..domain.digests import claim_due_digest, finish_digest
 from ..domain.webhooks import emit_event
 from ..extensions import db
-from ..models import (
-    Delivery,
-    DeliveryStatus,
-    Digest,
-    DigestStatus,
-    Subscriber,
-    SubscriberStatus,
-    utcnow,
-)
+from ..models import Delivery, Digest, Subscriber, utcnow
+from ..models.statuses import DeliveryStatus, DigestStatus, SubscriberStatus
 from .delivery_queue import digest_event_data
 from .digest_messages import render_digest_template
 

@@ -10,22 +10,21 @@ from __future__ import annotations
 
 from .accounts import ApiToken, LoginThrottle, OneTimeCode, User
 from .base import BigId, utcnow
-from .deliveries import Delivery, DeliveryStatus, OutboxMessage, OutboxStatus
+from .deliveries import Delivery
+from .digests import Digest, DigestSchedule, digest_releases, release_carriers
 from .feedback import InboundKind, InboundMessage
-from .releases import (
-    RELEASE_SEARCH_EXPRESSION,
-    UNMANAGED_INDEXES,
-    Digest,
-    DigestSchedule,
-    DigestStatus,
-    Release,
-    ScheduleStatus,
-    digest_releases,
-    release_carriers,
-)
+from .outbox import OutboxMessage
+from .releases import RELEASE_SEARCH_EXPRESSION, UNMANAGED_INDEXES, Release
 from .scheduling import SchedulerLease, apscheduler_jobs
 from .staff import AuditEntry, StaffRecoveryCode, StaffTotp, WebhookDelivery, WebhookEndpoint
-from .subscribers import Subscriber, SubscriberStatus, Suppression
+from .statuses import (
+    DeliveryStatus,
+    DigestStatus,
+    OutboxStatus,
+    ScheduleStatus,
+    SubscriberStatus,
+)
+from .subscribers import Subscriber, Suppression
 
 __all__ = [
     "ApiToken",

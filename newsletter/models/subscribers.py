@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from datetime import datetime
 
 from sqlalchemy import DateTime, Index, Integer, String
@@ -11,13 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from ..config import DEFAULT_LANGUAGE
 from ..extensions import db
 from .base import BigPk, CreatedAt
-
-
-class SubscriberStatus(enum.StrEnum):
-    PENDING = "pending"
-    CONFIRMED = "confirmed"
-    UNSUBSCRIBED = "unsubscribed"
-    BOUNCED = "bounced"
+from .statuses import SubscriberStatus
 
 
 class Subscriber(db.Model):
