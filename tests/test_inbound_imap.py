@@ -17,19 +17,8 @@ from newsletter.extensions import db
 from newsletter.inbound.imap import MailboxUrlError, parse_mailbox_url, poll_bounce_mailbox
 from newsletter.models import InboundKind, InboundMessage, Suppression
 from tests.conftest import free_port
+from tests.support import feedback
 from tests.support.dovecot import DOVECOT, Dovecot
-from tests.support.feedback import (
-    BOUNCE_ADDRESS,
-    add_delivery,
-    add_subscriber,
-    arf,
-    bounced_reader,
-    delivery_return_path,
-    dsn,
-    mailto_request,
-    malformed_messages,
-    status_of,
-)
 
 pytestmark = pytest.mark.verp
 
@@ -88,27 +77,29 @@ def test_mailbox_urls_are_parsed_and_bad_ones_refused():
 
 def test_bounces_complaints_and_mailto_requests_from_the_mailbox(app, dovecot, codec):
     with app.app_context():
-        gone = add_subscriber("gone@example.com")
-        full = add_subscriber("full@example.com")
-        angry = add_subscriber("angry@example.com")
-        owner = add_subscriber("owner@example.com")
-        bystander = add_subscriber("bystander@example.com")
-        gone_path = delivery_return_path(codec, gone)
-        full_path = delivery_return_path(codec, full)
-        angry_mailto = codec.address(BOUNCE_ADDRESS, "subscriber", angry.id)
-        owner_mailto = codec.address(BOUNCE_ADDRESS, "subscriber", owner.id)
+        gone = feedback.add_subscriber("gone@example.com")
+        full = feedback.add_subscriber("full@example.com")
+        angry = feedback.add_subscriber("angry@example.com")
+        owner = feedback.add_subscriber("owner@example.com")
+        bystander = feedback.add_subscriber("bystander@example.com")
+        gone_path = feedback.delivery_return_path(codec, gone)
+        full_path = feedback.delivery_return_path(codec, full)
+        angry_mailto = codec.address(feedback.BOUNCE_ADDRESS, "subscriber", angry.id)
+        owner_mailto = codec.address(feedback.BOUNCE_ADDRESS, "subscriber", owner.id)
 
-        dovecot.append(dsn(gone_path, gone.email, "5.1.1"))
-        dovecot.append(dsn(full_path, full.email, "4.2.2"))
-        dovecot.append(arf(BOUNCE_ADDRESS, angry.email, f"<mailto:{angry_mailto}>"))
-        dovecot.append(mailto_request(bystander.email, owner_mailto))
+        dovecot.append(feedback.dsn(gone_path, gone.email, "5.1.1"))
+        dovecot.append(feedback.dsn(full_path, full.email, "4.2.2"))
+        dovecot.append(
+            feedback.arf(feedback.BOUNCE_ADDRESS, angry.email, f"<mailto:{angry_mailto}>")
+        )
+        dovecot.append(feedback.mailto_request(bystander.email, owner_mailto))
         assert poll_bounce_mailbox(dovecot.url) == 4
 
-        assert status_of(gone.id) == "bounced"
-        assert status_of(full.id) == "confirmed"  # one soft bounce
-        assert status_of(angry.id) == "unsubscribed"
-        assert status_of(owner.id) == "unsubscribed"
-        assert status_of(bystander.id) == "confirmed"
+        assert feedback.status_of(gone.id) == "bounced"
+        assert feedback.status_of(full.id) == "confirmed"  # one soft bounce
+        assert feedback.status_of(angry.id) == "unsubscribed"
+        assert feedback.status_of(owner.id) == "unsubscribed"
+        assert feedback.status_of(bystander.id) == "confirmed"
         # Handled mail moved out of the polled folder.
         assert dovecot.count("INBOX") == 0
         assert dovecot.count(BOUNCE_MAILBOX_DONE_FOLDER) == 4
@@ -119,23 +110,23 @@ def test_bounces_complaints_and_mailto_requests_from_the_mailbox(app, dovecot, c
             for row in db.session.scalars(select(InboundMessage)):
                 row.received_at -= timedelta(days=1)
             db.session.commit()
-            next_path = delivery_return_path(codec, full)
-            dovecot.append(dsn(next_path, full.email, "4.2.2"))
+            next_path = feedback.delivery_return_path(codec, full)
+            dovecot.append(feedback.dsn(next_path, full.email, "4.2.2"))
             assert poll_bounce_mailbox(dovecot.url) == 1
-            assert status_of(full.id) == ("bounced" if day == 2 else "confirmed")
+            assert feedback.status_of(full.id) == ("bounced" if day == 2 else "confirmed")
         # An empty folder is a quiet poll.
         assert poll_bounce_mailbox(dovecot.url) == 0
 
 
 def test_a_hundred_malformed_messages_in_the_mailbox_change_nothing(app, dovecot, codec):
     with app.app_context():
-        readers = [add_subscriber(f"reader{i}@example.com") for i in range(3)]
+        readers = [feedback.add_subscriber(f"reader{i}@example.com") for i in range(3)]
         for reader in readers:
-            add_delivery(reader)
-        for data in malformed_messages(100, BOUNCE_ADDRESS, seed=99):
+            feedback.add_delivery(reader)
+        for data in feedback.malformed_messages(100, feedback.BOUNCE_ADDRESS, seed=99):
             dovecot.append(data if data.strip() else b"X: y\r\n\r\n")
         assert poll_bounce_mailbox(dovecot.url) == 100
-        assert {status_of(r.id) for r in readers} == {"confirmed"}
+        assert {feedback.status_of(r.id) for r in readers} == {"confirmed"}
         assert db.session.scalar(select(func.count(Suppression.id))) == 0
         rows = db.session.scalars(select(InboundMessage)).all()
         assert len(rows) == 100 and all(row.subscriber_id is None for row in rows)
@@ -155,13 +146,13 @@ def test_the_worker_polls_the_mailbox_as_a_scheduled_job(request, make_app, code
     else:
         server = request.getfixturevalue("dovecot")
         url = server.url
-    app = make_app(BOUNCE_ADDRESS=BOUNCE_ADDRESS, BOUNCE_MAILBOX_URL=url)
+    app = make_app(BOUNCE_ADDRESS=feedback.BOUNCE_ADDRESS, BOUNCE_MAILBOX_URL=url)
     with app.app_context():
-        gone_id, _return_path, data = bounced_reader(codec)
+        gone_id, _return_path, data = feedback.bounced_reader(codec)
     server.append(data)
     Worker(app, name="imap-worker").run(until_idle=True)
     with app.app_context():
-        assert status_of(gone_id) == "bounced"
+        assert feedback.status_of(gone_id) == "bounced"
         kinds = db.session.scalars(select(InboundMessage.kind)).all()
         assert kinds == [InboundKind.HARD_BOUNCE]
     assert server.count("INBOX") == 0
@@ -171,11 +162,11 @@ def test_a_wrong_password_changes_nothing_and_keeps_the_mail(app, dovecot, codec
     import imaplib
 
     with app.app_context():
-        gone_id, _return_path, data = bounced_reader(codec)
+        gone_id, _return_path, data = feedback.bounced_reader(codec)
         dovecot.append(data)
         with pytest.raises(imaplib.IMAP4.error):
             poll_bounce_mailbox(dovecot.url.replace(dovecot.password, "wrong"))
-        assert status_of(gone_id) == "confirmed"
+        assert feedback.status_of(gone_id) == "confirmed"
         assert dovecot.count("INBOX") == 1
 
 
@@ -183,21 +174,21 @@ def test_imaps_reads_the_mailbox_trusting_the_ca_file_of_the_url(app, dovecot_tl
     url = url_trusting_its_certificate(dovecot_tls)
     assert url.startswith("imaps://")
     with app.app_context():
-        gone_id, _return_path, data = bounced_reader(codec)
+        gone_id, _return_path, data = feedback.bounced_reader(codec)
         dovecot_tls.append(data)
         assert poll_bounce_mailbox(url) == 1
-        assert status_of(gone_id) == "bounced"
+        assert feedback.status_of(gone_id) == "bounced"
         assert dovecot_tls.count("INBOX") == 0
         assert dovecot_tls.count(BOUNCE_MAILBOX_DONE_FOLDER) == 1
 
 
 def test_imaps_refuses_a_certificate_it_cannot_verify_and_keeps_the_mail(app, dovecot_tls, codec):
     with app.app_context():
-        gone_id, _return_path, data = bounced_reader(codec)
+        gone_id, _return_path, data = feedback.bounced_reader(codec)
         dovecot_tls.append(data)
         # The system's CAs do not vouch for a self-signed certificate.
         with pytest.raises(ssl.SSLCertVerificationError):
             poll_bounce_mailbox(dovecot_tls.url)
-        assert status_of(gone_id) == "confirmed"
+        assert feedback.status_of(gone_id) == "confirmed"
         assert dovecot_tls.count("INBOX") == 1
         assert db.session.scalar(select(func.count(InboundMessage.id))) == 0
