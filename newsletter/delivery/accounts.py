@@ -6,6 +6,8 @@ Host header. Each code email holds the code in its plain text and a link naming 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app
@@ -20,8 +22,9 @@ from ..domain.accounts import (
     verification_token,
 )
 from ..domain.addresses import Address
+from ..domain.tokens import TokenSigner
 from ..mail.render import render_email
-from ..models import User
+from ..models import OneTimeCode, User
 from .links import public_url_for
 from .outbox import queue_email
 from .signing import app_signer
@@ -43,67 +46,74 @@ def _minutes(purpose: str) -> int:
     return int(CODE_LIFETIMES[purpose].total_seconds() // 60)
 
 
-def _issue(user: User, purpose: str, **options: Any) -> codes.IssuedCode | None:
-    """A new code under the current key; None when the cooldown or hourly cap refused it."""
-    issued = codes.issue_code(user, purpose, code_keys()[0], **options)
-    return issued if isinstance(issued, codes.IssuedCode) else None
+@dataclass(frozen=True)
+class _CodeEmail:
+    """What sets the three code emails apart; the message kind is also the template's name."""
+
+    purpose: str
+    kind: str
+    token: Callable[[TokenSigner, User, OneTimeCode], str]
+    endpoint: str  # the link that names the code
+    link_name: str  # the template's name for that link
+    lifetime_in_hours: bool  # the template says "hours", else "minutes"
 
 
-def _queue_code_email(
-    kind: str,
+_VERIFY_EMAIL = _CodeEmail(
+    codes.VERIFY_EMAIL, VERIFY_KIND, verification_token, "accounts.verify_link", "verify_url", True
+)
+_RESET_EMAIL = _CodeEmail(
+    codes.RESET_PASSWORD, RESET_KIND, reset_token, "accounts.reset_confirm", "reset_url", False
+)
+_CHANGE_EMAIL = _CodeEmail(
+    codes.CHANGE_EMAIL,
+    CHANGE_EMAIL_KIND,
+    change_email_token,
+    "accounts.change_email_link",
+    "confirm_url",
+    True,
+)
+
+
+def _lifetime(email: _CodeEmail) -> dict[str, int]:
+    minutes = _minutes(email.purpose)
+    return {"hours": minutes // 60} if email.lifetime_in_hours else {"minutes": minutes}
+
+
+def _send_code(
     user: User,
-    issued: codes.IssuedCode,
+    email: _CodeEmail,
     *,
-    template: str,
     to: str | None = None,
-    **links: object,
-) -> None:
-    """The code's email, in the account's language, to ``to`` (the account's address)."""
+    link_values: dict[str, str] | None = None,
+    **issue_options: Any,
+) -> bool:
+    """Issue a code under the current key and queue its email (code + link) in the account's
+    language to ``to`` (the account's address); False when the cooldown or hourly cap refused."""
+    issued = codes.issue_code(user, email.purpose, code_keys()[0], **issue_options)
+    if not isinstance(issued, codes.IssuedCode):
+        return False
+    token = email.token(app_signer(), user, issued.row)
+    link = public_url_for(email.endpoint, token=token, **(link_values or {}))
     queue_email(
-        kind,
+        email.kind,
         to=to or user.email,
-        template=template,
+        template=email.kind,
         language=user.language,
         code=issued.code,
-        **links,
+        **{email.link_name: link},
+        **_lifetime(email),
     )
+    return True
 
 
 def send_verification_code(user: User, *, enforce_limits: bool = True) -> bool:
     """Queue a verification code + link; False when cooldown or hourly cap refused."""
-    issued = _issue(user, codes.VERIFY_EMAIL, enforce_limits=enforce_limits)
-    if issued is None:
-        return False
-    token = verification_token(app_signer(), user, issued.row)
-    _queue_code_email(
-        VERIFY_KIND,
-        user,
-        issued,
-        template="account_verify",
-        verify_url=public_url_for("accounts.verify_link", token=token),
-        hours=_minutes(codes.VERIFY_EMAIL) // 60,
-    )
-    return True
+    return _send_code(user, _VERIFY_EMAIL, enforce_limits=enforce_limits)
 
 
 def send_reset_code(user: User, *, next_url: str | None = None) -> bool:
     """Queue a password-reset code + link; False when cooldown or hourly cap refused."""
-    issued = _issue(user, codes.RESET_PASSWORD)
-    if issued is None:
-        return False
-    token = reset_token(app_signer(), user, issued.row)
-    values = {"token": token}
-    if next_url:
-        values["next"] = next_url
-    _queue_code_email(
-        RESET_KIND,
-        user,
-        issued,
-        template="account_reset",
-        reset_url=public_url_for("accounts.reset_confirm", **values),
-        minutes=_minutes(codes.RESET_PASSWORD),
-    )
-    return True
+    return _send_code(user, _RESET_EMAIL, link_values={"next": next_url} if next_url else None)
 
 
 def render_decoy_reset_email(language: str) -> None:
@@ -111,64 +121,45 @@ def render_decoy_reset_email(language: str) -> None:
     away: the answer to "send me a code" then takes about as long whether or not the address
     is registered (a timing side channel would undo the identical answers)."""
     render_email(
-        "account_reset",
+        _RESET_EMAIL.kind,
         language,
         code=codes.generate_code(),
-        reset_url=public_url_for("accounts.reset_confirm", token="x" * 120),
-        minutes=_minutes(codes.RESET_PASSWORD),
+        reset_url=public_url_for(_RESET_EMAIL.endpoint, token="x" * 120),
+        **_lifetime(_RESET_EMAIL),
     )
 
 
 def send_change_email_code(user: User, new_address: Address) -> bool:
     """Queue a code + link to the *new* address; the change happens once it is entered."""
-    issued = _issue(user, codes.CHANGE_EMAIL, new_email=new_address.email)
-    if issued is None:
-        return False
-    token = change_email_token(app_signer(), user, issued.row)
-    _queue_code_email(
-        CHANGE_EMAIL_KIND,
-        user,
-        issued,
-        template="account_change_email",
-        to=new_address.email,
-        confirm_url=public_url_for("accounts.change_email_link", token=token),
-        hours=_minutes(codes.CHANGE_EMAIL) // 60,
+    return _send_code(user, _CHANGE_EMAIL, to=new_address.email, new_email=new_address.email)
+
+
+def _queue_notice(kind: str, user: User, *, to: str | None = None, **values: str) -> int:
+    """A notice about the account, in its language, to ``to`` (the account's address). Each
+    one offers the reset page: if the change was not the owner's, that gets the account back.
+    The message kind is also the template's name."""
+    return queue_email(
+        kind,
+        to=to or user.email,
+        template=kind,
+        language=user.language,
+        reset_url=public_url_for("accounts.reset_request"),
+        **values,
     )
-    return True
 
 
 def queue_account_exists_notice(user: User) -> int | None:
     """ "Someone tried to register with your address", capped per day."""
     if not may_send_account_notice(user):
         return None
-    return queue_email(
-        ACCOUNT_EXISTS_KIND,
-        to=user.email,
-        template="account_exists",
-        language=user.language,
-        login_url=public_url_for("accounts.login"),
-        reset_url=public_url_for("accounts.reset_request"),
-    )
+    return _queue_notice(ACCOUNT_EXISTS_KIND, user, login_url=public_url_for("accounts.login"))
 
 
 def queue_password_changed(user: User) -> int:
     """Tell the owner; if it was not them, the reset link gets the account back."""
-    return queue_email(
-        PASSWORD_CHANGED_KIND,
-        to=user.email,
-        template="account_password_changed",
-        language=user.language,
-        reset_url=public_url_for("accounts.reset_request"),
-    )
+    return _queue_notice(PASSWORD_CHANGED_KIND, user)
 
 
 def queue_email_changed(user: User, old_email: str) -> int:
     """Tell the *old* address that the account moved, so a hijack does not go unnoticed."""
-    return queue_email(
-        EMAIL_CHANGED_KIND,
-        to=old_email,
-        template="account_email_changed",
-        language=user.language,
-        new_email=user.email,
-        reset_url=public_url_for("accounts.reset_request"),
-    )
+    return _queue_notice(EMAIL_CHANGED_KIND, user, to=old_email, new_email=user.email)
