@@ -32,8 +32,6 @@ ARCHIVE_CSP = (
 )
 
 
-
-
 OG_LOCALES = {"fr": "fr_FR", "en": "en_GB"}
 
 
