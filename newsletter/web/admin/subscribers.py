@@ -38,7 +38,9 @@ def filter_from_args() -> SubscriberFilter:
             language=request.args.get("language", ""),
         )
     except InvalidField as exc:
-        raise InputError(400, "invalid", _("Check the filters."), {exc.field: say(exc)}) from None
+        raise InputError(
+            400, "invalid", _("Check the filters."), {exc.field: say(exc)}
+        ) from None
 
 
 @blueprint.get("/subscribers")

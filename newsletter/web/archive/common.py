@@ -32,6 +32,8 @@ ARCHIVE_CSP = (
 )
 
 
+
+
 OG_LOCALES = {"fr": "fr_FR", "en": "en_GB"}
 
 
