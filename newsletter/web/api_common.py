@@ -7,14 +7,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import Blueprint, request
+from flask import Blueprint, Response, jsonify, request
 from flask_babel import gettext as _
 from flask_login import current_user
+from sqlalchemy import Select
 
 from ..config import MAX_PAGE_SIZE
 from ..domain.digests import DigestStateError
 from ..domain.field_rules import InvalidInput
-from ..domain.paging import Page
+from ..domain.paging import Page, paginate
 from ..extensions import csrf, db
 from .auth import audit, bearer_token
 from .inputs import InputError, is_json_request, read_payload, say
@@ -99,6 +100,13 @@ def page_json(page: Page[Any], items: list[Any]) -> dict[str, Any]:
     }
 
 
+def page_answer(query: Select[Any], as_dict: Callable[[Any], dict[str, Any]]) -> Response:
+    """One page of ``query``'s rows (``page`` and ``per_page`` from the URL), each ``as_dict``."""
+    page, per_page = paging()
+    result = paginate(query, page=page, per_page=per_page)
+    return jsonify(page_json(result, [as_dict(row) for row in result.items]))
+
+
 def get_or_404(model: type, row_id: int, what: str) -> Any:
     row = db.session.get(model, row_id) if 0 < row_id <= MAX_ID else None
     if row is None:
@@ -126,3 +134,11 @@ def write(
     audit(action, kind, row.id, details(row) if details else None)
     db.session.commit()
     return row
+
+
+def create_from_body(
+    create: Callable[[dict[str, Any]], T], kind: str, details: Callable[[T], dict] | None = None
+) -> T:
+    """A new ``kind`` row made by ``create`` from the JSON body: ``write``, audited as
+    ``<kind>.create``."""
+    return write(lambda: create(json_body()), f"{kind}.create", kind, details)

@@ -33,10 +33,12 @@ from .api_common import (
     blueprint,
     choice_arg,
     conflict,
+    create_from_body,
     get_or_404,
     invalid,
     json_body,
     optional_json_body,
+    page_answer,
     page_json,
     paging,
     write,
@@ -52,21 +54,14 @@ from .two_factor_gate import step_up
 def get_digests():
     status = choice_arg("status", list(DigestStatus))
     language = choice_arg("language", list(LANGUAGES))
-    page, per_page = paging()
-    result = paginate(digests_query(status, language), page=page, per_page=per_page)
-    return jsonify(page_json(result, [digest_as_dict(row) for row in result.items]))
+    return page_answer(digests_query(status, language), digest_as_dict)
 
 
 @blueprint.post("/v1/digests")
 @requires("digests:send")
 @step_up
 def post_digest():
-    digest = write(
-        lambda: create_digest(json_body()),
-        "digest.create",
-        "digest",
-        lambda digest: {"language": digest.language},
-    )
+    digest = create_from_body(create_digest, "digest", lambda digest: {"language": digest.language})
     return jsonify(id=digest.id, status=digest.status, send_at=iso(digest.send_at)), 201
 
 

@@ -14,8 +14,7 @@ from flask import Flask, Response, jsonify
 from sqlalchemy import select
 
 from ..config import LANGUAGES
-from ..domain.paging import paginate
-from ..domain.releases import create_release, iso, list_releases, release_as_dict, update_release
+from ..domain.releases import create_release, iso, release_as_dict, releases_query, update_release
 from ..domain.schedules import (
     create_schedule,
     schedule_as_dict,
@@ -29,11 +28,11 @@ from . import api_digests  # noqa: F401 - its routes join the blueprint
 from .api_common import (
     blueprint,
     choice_arg,
+    create_from_body,
     get_or_404,
     json_body,
     optional_json_body,
-    page_json,
-    paging,
+    page_answer,
     write,
 )
 from .auth import requires, staff_required
@@ -66,14 +65,12 @@ def subscriber_as_dict(subscriber: Subscriber) -> dict[str, Any]:
 def list_subscribers():
     status = choice_arg("status", list(SubscriberStatus))
     language = choice_arg("language", list(LANGUAGES))
-    page, per_page = paging()
     query = select(Subscriber).order_by(Subscriber.id)
     if status:
         query = query.where(Subscriber.status == status)
     if language:
         query = query.where(Subscriber.language == language)
-    result = paginate(query, page=page, per_page=per_page)
-    return jsonify(page_json(result, [subscriber_as_dict(row) for row in result.items]))
+    return page_answer(query, subscriber_as_dict)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -84,15 +81,13 @@ def list_subscribers():
 @requires("releases:read")
 def get_releases():
     language = choice_arg("language", list(LANGUAGES))
-    page, per_page = paging()
-    result = list_releases(page=page, per_page=per_page, language=language)
-    return jsonify(page_json(result, [release_as_dict(row) for row in result.items]))
+    return page_answer(releases_query(language), release_as_dict)
 
 
 @blueprint.post("/v1/releases")
 @requires("releases:write")
 def post_release():
-    release = write(lambda: create_release(json_body()), "release.create", "release")
+    release = create_from_body(create_release, "release")
     return jsonify(release_as_dict(release)), 201
 
 
@@ -121,22 +116,14 @@ def _schedule_json(schedule: DigestSchedule) -> dict[str, Any]:
 @blueprint.get("/v1/schedules")
 @requires("digests:read")
 def get_schedules():
-    status = choice_arg("status", list(ScheduleStatus))
-    page, per_page = paging()
-    result = paginate(schedules_query(status), page=page, per_page=per_page)
-    return jsonify(page_json(result, [_schedule_json(row) for row in result.items]))
+    return page_answer(schedules_query(choice_arg("status", list(ScheduleStatus))), _schedule_json)
 
 
 @blueprint.post("/v1/schedules")
 @requires("digests:send")
 @step_up
 def post_schedule():
-    schedule = write(
-        lambda: create_schedule(json_body()),
-        "schedule.create",
-        "schedule",
-        lambda schedule: {"cron": schedule.cron},
-    )
+    schedule = create_from_body(create_schedule, "schedule", lambda row: {"cron": row.cron})
     return jsonify(_schedule_json(schedule)), 201
 
 

@@ -6,7 +6,7 @@ Routes hang on the console's blueprint (``/admin``), so they share its login and
 
 from __future__ import annotations
 
-from flask import abort, current_app, flash, redirect, render_template, url_for
+from flask import abort, current_app, render_template
 from flask_babel import gettext as _
 from sqlalchemy import func, select
 
@@ -15,7 +15,7 @@ from ..domain.feedback import readable_message
 from ..domain.suppressions import SuppressionKeys, lift, suppression_entries
 from ..extensions import db
 from ..models import InboundMessage, Suppression
-from .admin.console import ID, blueprint, int_arg
+from .admin.console import ID, blueprint, int_arg, saved
 from .auth import audit, requires, staff_required
 
 
@@ -62,9 +62,8 @@ def lift_suppression(suppression_id: int):
     if not lift(suppression_id):
         abort(404)
     audit("suppression.lift", "suppression", suppression_id)
-    db.session.commit()
-    flash(_("The address may be mailed again; it has to subscribe again itself."), "ok")
-    return redirect(url_for("admin.suppressions"), 303)
+    notice = _("The address may be mailed again; it has to subscribe again itself.")
+    return saved("admin.suppressions", notice)
 
 
 @blueprint.get(f"/inbound/<{ID}:message_id>")

@@ -16,20 +16,20 @@ from .openapi_components import (
     ERRORS,
     INTEGER,
     NOT_FOUND,
-    PAGING,
     PENDING,
     SCHEMAS,
     STRING,
     TIME,
     action,
     body,
+    creation,
     enum,
     enum_values,
     error,
     json_answer,
+    listing,
     object_of,
     one,
-    page_of,
     path_id,
     public,
     query,
@@ -68,29 +68,20 @@ PATHS: dict[str, Any] = {
         },
     ),
     "/api/v1/subscribers": {
-        "get": staff(
+        "get": listing(
             "List subscribers",
             "subscribers",
-            {"200": json_answer(page_of("Subscriber"), "One page, oldest first.")},
-            parameters=[
-                query("status", enum_values(SubscriberStatus)),
-                query("language", LANGUAGES),
-                *PAGING,
-            ],
+            "Subscriber",
+            [query("status", enum_values(SubscriberStatus)), query("language", LANGUAGES)],
+            "One page, oldest first.",
         )
     },
     "/api/v1/releases": {
-        "get": staff(
-            "List releases, newest first",
-            "releases",
-            {"200": json_answer(page_of("Release"), "One page.")},
-            parameters=[query("language", LANGUAGES), *PAGING],
+        "get": listing(
+            "List releases, newest first", "releases", "Release", [query("language", LANGUAGES)]
         ),
-        "post": staff(
-            "Create a release (body HTML sanitised)",
-            "releases",
-            {"201": json_answer(ref("Release"), "Created.")},
-            requestBody=body("ReleaseRequest"),
+        "post": creation(
+            "Create a release (body HTML sanitised)", "releases", "Release", "ReleaseRequest"
         ),
     },
     "/api/v1/releases/{release_id}": {
@@ -104,15 +95,11 @@ PATHS: dict[str, Any] = {
         ),
     },
     "/api/v1/digests": {
-        "get": staff(
+        "get": listing(
             "List digests, latest send time first",
             "digests",
-            {"200": json_answer(page_of("Digest"), "One page.")},
-            parameters=[
-                query("status", enum_values(DigestStatus)),
-                query("language", LANGUAGES),
-                *PAGING,
-            ],
+            "Digest",
+            [query("status", enum_values(DigestStatus)), query("language", LANGUAGES)],
         ),
         "post": staff(
             "Schedule a one-off digest (now when send_at is absent)",
@@ -164,15 +151,12 @@ PATHS: dict[str, Any] = {
         )
     },
     "/api/v1/digests/{digest_id}/deliveries": {
-        "get": staff(
+        "get": listing(
             "Who received a digest: one row per recipient with the SMTP answer",
             "digests",
-            {"200": json_answer(page_of("Delivery"), "One page."), **NOT_FOUND},
-            parameters=[
-                path_id("digest_id"),
-                query("status", enum_values(DeliveryStatus)),
-                *PAGING,
-            ],
+            "Delivery",
+            [path_id("digest_id"), query("status", enum_values(DeliveryStatus))],
+            responses=NOT_FOUND,
         )
     },
     "/api/v1/digests/{digest_id}/preview": {
@@ -196,17 +180,17 @@ PATHS: dict[str, Any] = {
         )
     },
     "/api/v1/schedules": {
-        "get": staff(
+        "get": listing(
             "List recurring schedules",
             "schedules",
-            {"200": json_answer(page_of("Schedule"), "One page.")},
-            parameters=[query("status", enum_values(ScheduleStatus)), *PAGING],
+            "Schedule",
+            [query("status", enum_values(ScheduleStatus))],
         ),
-        "post": staff(
+        "post": creation(
             "Create a recurring schedule (cron, or every day/week at a time, in a time zone)",
             "schedules",
-            {"201": json_answer(ref("Schedule"), "Created.")},
-            requestBody=body("ScheduleRequest"),
+            "Schedule",
+            "ScheduleRequest",
         ),
     },
     "/api/v1/schedules/{schedule_id}": {

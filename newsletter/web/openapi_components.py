@@ -141,6 +141,25 @@ def staff(summary: str, tag: str, responses: dict[str, Any], **extra: Any) -> di
     }
 
 
+def listing(
+    summary: str,
+    tag: str,
+    schema: str,
+    filters: list[dict[str, Any]],
+    description: str = "One page.",
+    responses: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A GET of one page of ``schema`` rows, narrowed by ``filters`` (its other parameters)."""
+    answers = {"200": json_answer(page_of(schema), description), **(responses or {})}
+    return staff(summary, tag, answers, parameters=[*filters, *PAGING])
+
+
+def creation(summary: str, tag: str, schema: str, model: str) -> dict[str, Any]:
+    """A POST that creates a ``schema`` row from a ``model`` body, answering it with 201."""
+    answers = {"201": json_answer(ref(schema), "Created.")}
+    return staff(summary, tag, answers, requestBody=body(model))
+
+
 def one(
     summary: str,
     tag: str,

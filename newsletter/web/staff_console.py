@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import Flask, abort, current_app, flash, g, redirect, render_template, request, url_for
+from flask import Flask, abort, current_app, g, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import user_logged_in
 
@@ -41,8 +41,10 @@ from ..extensions import db
 from ..models import ApiToken, User, utcnow
 from .admin.console import (
     ID,
+    back_to,
     commit_keeping_staff_loaded,
     int_arg,
+    saved,
     staff_blueprint,
     staff_error_message,
     streamed_download,
@@ -125,9 +127,8 @@ def invite_staff():
         ), 422
     send_staff_invitation(address.email, address.key, role, g.staff)
     audit("staff.invite", "email", None, {"email": address.email, "role": str(role)})
-    db.session.commit()
-    flash(_("The invitation is on its way to %(email)s.", email=address.email), "ok")
-    return redirect(url_for("staff_admin.staff_list"), 303)
+    notice = _("The invitation is on its way to %(email)s.", email=address.email)
+    return saved("staff_admin.staff_list", notice)
 
 
 @blueprint.post(f"/staff/<{ID}:user_id>/role")
@@ -139,12 +140,10 @@ def set_role(user_id: int):
         old = change_role(member, role)
     except StaffError as exc:
         db.session.rollback()
-        flash(staff_error_message(exc), "bad")
-        return redirect(url_for("staff_admin.staff_list"), 303)
+        return back_to("staff_admin.staff_list", staff_error_message(exc), "bad")
     audit("staff.role", "user", member.id, {"from": old, "to": str(role)})
-    db.session.commit()
-    flash(_("%(email)s is now %(role)s.", email=member.email, role=role_label(role)), "ok")
-    return redirect(url_for("staff_admin.staff_list"), 303)
+    notice = _("%(email)s is now %(role)s.", email=member.email, role=role_label(role))
+    return saved("staff_admin.staff_list", notice)
 
 
 @blueprint.post(f"/staff/<{ID}:user_id>/<any(disable, enable):action>")
@@ -160,16 +159,13 @@ def set_disabled(user_id: int, action: str):
             enable_staff(member)
     except StaffError as exc:
         db.session.rollback()
-        flash(staff_error_message(exc), "bad")
-        return redirect(url_for("staff_admin.staff_list"), 303)
+        return back_to("staff_admin.staff_list", staff_error_message(exc), "bad")
     audit(f"staff.{action}", "user", member.id)
-    db.session.commit()
     messages = {
         "disable": _("%(email)s can no longer use the console or the API.", email=member.email),
         "enable": _("%(email)s can use the console again.", email=member.email),
     }
-    flash(messages[action], "ok")
-    return redirect(url_for("staff_admin.staff_list"), 303)
+    return saved("staff_admin.staff_list", messages[action])
 
 
 @blueprint.route("/invitation/<token>", methods=["GET", "POST"])
@@ -213,9 +209,8 @@ def accept_invitation_page(token: str):
         user.id,
         {"role": str(role), "invited_by": data.get("by")},
     )
-    db.session.commit()
-    flash(_("Welcome: log in with your new staff account."), "ok")
-    return redirect(url_for("accounts.login", next=url_for("admin.dashboard")), 303)
+    notice = _("Welcome: log in with your new staff account.")
+    return saved("accounts.login", notice, next=url_for("admin.dashboard"))
 
 
 # --- API tokens ---------------------------------------------------------------------------
@@ -289,8 +284,7 @@ def revoke_token(token_id: int):
     if revoke_api_token(row):
         audit("token.revoke", "token", row.id, {"owner": row.user_id})
         db.session.commit()
-    flash(_("The token is revoked."), "ok")
-    return redirect(url_for("staff_admin.tokens"), 303)
+    return back_to("staff_admin.tokens", _("The token is revoked."))
 
 
 # --- Audit log ----------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -105,6 +106,14 @@ def _password_error(rules: list[BrokenRule], status: int, field: str = "password
         }
     }
     return jsonify(body), status
+
+
+def _weak_password(
+    rules: list[BrokenRule], status: int, page: Callable[[list[str]], Any], field: str = "password"
+):
+    """The answer to a refused password: JSON clients get ``_password_error``, browsers what
+    ``page`` builds from the broken rules' messages."""
+    return page_or_json(_password_error(rules, status, field), lambda: page(_rule_messages(rules)))
 
 
 def _language_kept() -> str | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 from flask import jsonify, request
@@ -41,9 +43,8 @@ from .common import (
     _invalid_code_message,
     _invalid_link,
     _page,
-    _password_error,
     _payload,
-    _rule_messages,
+    _weak_password,
     account_rate_limit,
     blueprint,
     password_policy,
@@ -94,6 +95,27 @@ def _wrong_password(field: str):
     return _refused(InputError(400, "wrong_password", message, {field: message}))
 
 
+def _password_proven(
+    field: str, shown_at: str | None = None
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A change that needs the current password, sent as ``field``: without it the account
+    page says so beside ``shown_at`` (``field`` by default); with it the view is called with
+    the request's fields and the user."""
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        @wraps(view)
+        def proven(**values: Any):
+            payload = _payload()
+            user = _me()
+            if not _proves_password(user, payload.get(field)):
+                return _wrong_password(shown_at or field)
+            return view(payload, user, **values)
+
+        return proven
+
+    return decorate
+
+
 @blueprint.get("/account")
 @login_required
 def account():
@@ -102,19 +124,14 @@ def account():
 
 @blueprint.post("/account/password")
 @login_required
-def change_password():
-    payload = _payload()
-    user = _me()
-    if not _proves_password(user, payload.get("current_password")):
-        return _wrong_password("current_password")
+@_password_proven("current_password")
+def change_password(payload: dict[str, Any], user: User):
     try:
         set_password(user, payload.get("new_password"), policy=password_policy())
     except PasswordRejected as exc:
         db.session.rollback()
-        rules = exc.rules
-        return page_or_json(
-            _password_error(rules, 400, field="new_password"),
-            lambda: _account_page(400, rules=_rule_messages(rules)),
+        return _weak_password(
+            exc.rules, 400, lambda rules: _account_page(400, rules=rules), field="new_password"
         )
     queue_password_changed(user)
     db.session.commit()
@@ -123,19 +140,14 @@ def change_password():
     login_user(user)
     start_session_clock()
     notice = _("Your password was changed. Your other sessions were logged out.")
-    return page_or_json(
-        {"status": "password_changed"}, lambda: _go_to("accounts.account", notice)
-    )
+    return page_or_json({"status": "password_changed"}, lambda: _go_to("accounts.account", notice))
 
 
 @blueprint.post("/account/email")
 @login_required
 @limiter.shared_limit(account_rate_limit, scope="change-email")
-def change_email_request():
-    payload = _payload()
-    user = _me()
-    if not _proves_password(user, payload.get("password")):
-        return _wrong_password("password")
+@_password_proven("password")
+def change_email_request(payload: dict[str, Any], user: User):
     try:
         address = normalise_address(payload.get("new_email"))
     except InvalidAddress as exc:
@@ -229,11 +241,8 @@ def download_data():
 
 @blueprint.post("/account/delete")
 @login_required
-def delete():
-    payload = _payload()
-    user = _me()
-    if not _proves_password(user, payload.get("password")):
-        return _wrong_password("delete_password")
+@_password_proven("password", "delete_password")
+def delete(payload: dict[str, Any], user: User):
     delete_account(user)
     db.session.commit()
     logout_user()

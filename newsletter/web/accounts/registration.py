@@ -33,10 +33,9 @@ from .common import (
     _invalid_code_error,
     _invalid_link,
     _page,
-    _password_error,
     _payload,
-    _rule_messages,
     _text,
+    _weak_password,
     account_rate_limit,
     blueprint,
     password_policy,
@@ -95,12 +94,10 @@ def _register_answer():
         _register(payload)
     except PasswordRejected as exc:
         db.session.rollback()
-        rules = exc.rules
-        return page_or_json(
-            _password_error(rules, 422),
-            lambda: _page(
-                "register.html", 422, values=values, fields={}, rules=_rule_messages(rules)
-            ),
+        return _weak_password(
+            exc.rules,
+            422,
+            lambda rules: _page("register.html", 422, values=values, fields={}, rules=rules),
         )
     except InputError as exc:
         db.session.rollback()

@@ -12,7 +12,17 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, request, stream_with_context
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    g,
+    redirect,
+    request,
+    stream_with_context,
+    url_for,
+)
 from flask_babel import gettext as _
 
 from ...config import CSV_IMPORT_MAX_BYTES, MAX_ROW_ID
@@ -142,6 +152,21 @@ def int_arg(name: str, default: int = 1) -> int:
     value = request.args.get(name, "")
     number = int(value) if value.isdigit() and len(value) < 9 else 0
     return number if number >= 1 else default
+
+
+def back_to(
+    endpoint: str, notice: str | None = None, category: str = "ok", **values: Any
+) -> Response:
+    """A console form's answer: ``notice`` flashed for the next page, and a 303 to ``endpoint``."""
+    if notice:
+        flash(notice, category)
+    return redirect(url_for(endpoint, **values), 303)
+
+
+def saved(endpoint: str, notice: str | None = None, **values: Any) -> Response:
+    """The end of a console form's change: commit it (with its audit entry), then ``back_to``."""
+    db.session.commit()
+    return back_to(endpoint, notice, **values)
 
 
 def commit_keeping_staff_loaded() -> None:

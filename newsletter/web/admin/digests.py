@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, flash, jsonify, redirect, render_template, request, url_for
+from flask import abort, jsonify, render_template, request
 from flask_babel import get_locale
 from flask_babel import gettext as _
 
@@ -38,7 +38,7 @@ from ..auth import audit, requires
 from ..digest_test_copy import send_test_copy
 from ..inputs import InputError, say
 from ..two_factor_gate import step_up, step_up_response
-from .console import ID, blueprint, console_time, int_arg, status_label
+from .console import ID, back_to, blueprint, console_time, int_arg, saved, status_label
 from .forms import local_time_to_iso, zone_of_form
 
 SCHEDULE_DEFAULTS = {"timezone": DEFAULT_TIMEZONE, "every": "week", "at": "08:00"}
@@ -46,27 +46,24 @@ SCHEDULE_DEFAULTS = {"timezone": DEFAULT_TIMEZONE, "every": "week", "at": "08:00
 
 def digest_summary(digest: Digest, progress: Progress) -> str:
     """One sentence on where a digest stands, in the staff member's language."""
+    counts = {
+        "done": progress.done,
+        "recipients": progress.recipients,
+        "sent": progress.sent,
+        "failed": progress.failed,
+    }
     if digest.status == DigestStatus.SCHEDULED:
         text = _("Scheduled for %(time)s.", time=console_time(digest.send_at))
     elif digest.status == DigestStatus.SENDING:
         text = _(
-            "Sending: %(done)s of %(recipients)s done (%(sent)s sent, %(failed)s failed).",
-            done=progress.done,
-            recipients=progress.recipients,
-            sent=progress.sent,
-            failed=progress.failed,
+            "Sending: %(done)s of %(recipients)s done (%(sent)s sent, %(failed)s failed).", **counts
         )
     elif digest.status == DigestStatus.SENT:
-        text = _(
-            "Done: %(sent)s sent, %(failed)s failed, out of %(recipients)s.",
-            sent=progress.sent,
-            failed=progress.failed,
-            recipients=progress.recipients,
-        )
+        text = _("Done: %(sent)s sent, %(failed)s failed, out of %(recipients)s.", **counts)
     elif digest.status == DigestStatus.SKIPPED:
         text = _("Skipped: there was nothing new to send.")
     elif digest.failure_reason == "cancelled":
-        text = _("Cancelled: %(sent)s had been sent.", sent=progress.sent)
+        text = _("Cancelled: %(sent)s had been sent.", **counts)
     elif digest.failure_reason == "missed":
         text = _("Missed: no worker was running at its time.")
     else:
@@ -113,6 +110,13 @@ def render_digests(page: int, status: int = 200, **overrides: Any):
     return render_template("admin/digests.html", **context), status
 
 
+def refused_form(**form: Any):
+    """A refused form of the digests page: nothing kept, and the page again (422) with ``form``,
+    its values as posted and its errors."""
+    db.session.rollback()
+    return render_digests(1, 422, **form)
+
+
 @blueprint.get("/digests")
 @requires("digests:read")
 def digests():
@@ -135,13 +139,10 @@ def create_one_off_digest():
                 raise InvalidInput({"send_at": _("Give a date and a time.")})
             data["send_at"] = local_time_to_iso(form["send_at"], zone_of_form(form), "send_at")
         digest = create_digest(data)
-        audit("digest.create", "digest", digest.id, {"language": digest.language})
-        db.session.commit()
     except InvalidInput as exc:
-        db.session.rollback()
-        return render_digests(1, 422, values=values, errors=exc.fields)
-    flash(_("The digest is scheduled."), "ok")
-    return redirect(url_for("admin.digest", digest_id=digest.id), 303)
+        return refused_form(values=values, errors=exc.fields)
+    audit("digest.create", "digest", digest.id, {"language": digest.language})
+    return saved("admin.digest", _("The digest is scheduled."), digest_id=digest.id)
 
 
 @blueprint.post("/digests/schedules")
@@ -156,13 +157,10 @@ def create_recurring_digest():
         data.pop("weekday", None)
     try:
         schedule = create_schedule(data)
-        audit("schedule.create", "schedule", schedule.id, {"cron": schedule.cron})
-        db.session.commit()
     except InvalidInput as exc:
-        db.session.rollback()
-        return render_digests(1, 422, schedule_values=values, schedule_errors=exc.fields)
-    flash(_("The recurring digest is saved."), "ok")
-    return redirect(url_for("admin.digests"), 303)
+        return refused_form(schedule_values=values, schedule_errors=exc.fields)
+    audit("schedule.create", "schedule", schedule.id, {"cron": schedule.cron})
+    return saved("admin.digests", _("The recurring digest is saved."))
 
 
 @blueprint.post(f"/digests/schedules/<{ID}:schedule_id>/<any(pause, resume, cancel):action>")
@@ -184,7 +182,7 @@ def change_schedule(schedule_id: int, action: str):
     except DigestStateError:
         db.session.rollback()
         raise InputError(409, "conflict", _("This schedule is cancelled.")) from None
-    return redirect(url_for("admin.digests"), 303)
+    return back_to("admin.digests")
 
 
 def load_digest(digest_id: int) -> Digest:
@@ -239,21 +237,21 @@ def preview_digest(digest_id: int):
 @requires("digests:draft")
 def test_send_digest(digest_id: int):
     row = load_digest(digest_id)
+    email = request.form.get("email")
     try:
-        address = normalise_address(request.form.get("email"))
+        address = normalise_address(email)
     except InvalidAddress as exc:
         return render_template(
             "admin/digest.html",
             digest=row,
             progress=progress_json(row),
             poll_seconds=DIGEST_PROGRESS_POLL_SECONDS,
-            test_email=request.form.get("email", ""),
+            test_email=email or "",
             test_error=say(exc),
         ), 422
     send_test_copy(row, address)
-    db.session.commit()
-    flash(_("A test copy is on its way to %(email)s.", email=address.email), "ok")
-    return redirect(url_for("admin.digest", digest_id=row.id), 303)
+    notice = _("A test copy is on its way to %(email)s.", email=address.email)
+    return saved("admin.digest", notice, digest_id=row.id)
 
 
 @blueprint.post(f"/digests/<{ID}:digest_id>/<any(pause, resume, cancel):action>")
@@ -273,12 +271,11 @@ def change_digest(digest_id: int, action: str):
         db.session.commit()
     except DigestStateError:
         db.session.rollback()
-        flash(_("This digest has already finished; nothing was changed."), "bad")
-        return redirect(url_for("admin.digest", digest_id=row.id), 303)
+        notice = _("This digest has already finished; nothing was changed.")
+        return back_to("admin.digest", notice, "bad", digest_id=row.id)
     messages = {
         "pause": _("The digest is paused."),
         "resume": _("The digest is resumed."),
         "cancel": _("The digest is cancelled: nothing more goes out."),
     }
-    flash(messages[action], "ok")
-    return redirect(url_for("admin.digest", digest_id=row.id), 303)
+    return back_to("admin.digest", messages[action], digest_id=row.id)

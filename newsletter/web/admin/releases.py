@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import current_app, flash, redirect, render_template, request, url_for
+from flask import current_app, render_template, request
 from flask_babel import get_locale
 from flask_babel import gettext as _
 
@@ -25,7 +25,7 @@ from ...extensions import csrf, db
 from ...models import Release
 from ..auth import audit, can, requires
 from ..inputs import InputError
-from .console import ID, blueprint, int_arg
+from .console import ID, back_to, blueprint, int_arg
 from .forms import local_time_to_iso, utc_to_local_input, zone_of_form
 
 
@@ -117,8 +117,7 @@ def release_form(release: Release | None):
         return render_template(
             "admin/release_form.html", release=release, values=values, errors=errors
         ), 422
-    flash(_("The release is saved."), "ok")
-    return redirect(url_for("admin.edit_release", release_id=release.id), 303)
+    return back_to("admin.edit_release", _("The release is saved."), release_id=release.id)
 
 
 @blueprint.route("/releases/new", methods=["GET", "POST"])

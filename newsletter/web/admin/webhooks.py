@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, flash, redirect, render_template, request, url_for
+from flask import current_app, render_template, request
 from flask_babel import gettext as _
 
 from ...config import WEBHOOK_EVENTS
@@ -14,7 +14,7 @@ from ...domain.webhooks import WebhookError
 from ...extensions import db
 from ...models import WebhookEndpoint
 from ..auth import audit, requires
-from .console import ID, staff_blueprint
+from .console import ID, saved, staff_blueprint
 
 WEBHOOK_LOG_SIZE = 50  # latest deliveries shown in the console
 
@@ -58,9 +58,7 @@ def create_webhook():
     audit(
         "webhook.create", "webhook", endpoint.id, {"url": endpoint.url, "events": endpoint.events}
     )
-    db.session.commit()
-    flash(_("The webhook is saved."), "ok")
-    return redirect(url_for("staff_admin.webhooks_page"), 303)
+    return saved("staff_admin.webhooks_page", _("The webhook is saved."))
 
 
 @staff_blueprint.post(f"/webhooks/<{ID}:endpoint_id>/<any(enable, disable):action>")
@@ -72,5 +70,4 @@ def change_webhook(endpoint_id: int, action: str):
     else:
         webhooks.disable_endpoint(endpoint)
     audit(f"webhook.{action}", "webhook", endpoint.id)
-    db.session.commit()
-    return redirect(url_for("staff_admin.webhooks_page"), 303)
+    return saved("staff_admin.webhooks_page")
