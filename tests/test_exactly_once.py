@@ -81,7 +81,6 @@ def test_a_throttled_relay_with_a_short_lease_sends_each_message_once(
         worker.stop()
     lost, duplicated = tally("throttled relay (10 msg/s, 2 s lease)", expected, mailbox.messages)
     assert (lost, duplicated) == (0, 0)
-    assert len(mailbox.messages) == len(expected)  # and nothing to anybody else
     with app.app_context():
         assert digest_row(digest_id).sent == len(expected)
 

@@ -32,14 +32,19 @@ def record_fault_count(
 
 
 def tally(case: str, expected: list[str], messages, note: str = "") -> tuple[int, int]:
-    """Lost and duplicated counts at the SMTP server, kept for the terminal summary."""
+    """Lost and duplicated counts at the SMTP server, kept for the terminal summary. Mail to
+    anybody outside ``expected`` is neither: it is recorded in the note and fails the case."""
     counts = recipients_count(messages)
     wanted = {address.casefold() for address in expected}
     lost = len(wanted - set(counts))
     duplicated = sum(count - 1 for address, count in counts.items() if address in wanted)
     sent = sum(count for address, count in counts.items() if address in wanted)
+    strays = sorted(address for address in counts if address not in wanted)
     note = f"{len(wanted)} recipients" + (f", {note}" if note else "")
+    if strays:
+        note += f", {len(strays)} addresses never expected"
     record_fault_count(case, sent=sent, lost=lost, duplicated=duplicated, note=note)
+    assert not strays, f"{case}: mail to addresses never expected: {strays[:5]}"
     return lost, duplicated
 
 
