@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from sqlalchemy import func, select
@@ -680,3 +681,44 @@ def test_staff_only_routes_refuse_everyone_else(app, runner):
     assert app.test_client().get("/test-staff-only", headers=bearer).status_code == 200
     runner.invoke(args=["staff", "revoke", "chief@example.org"])
     assert app.test_client().get("/test-staff-only", headers=bearer).status_code == 401
+
+
+def test_each_code_email_names_its_lifetime_and_links_to_its_own_page(app, mailbox, run_worker):
+    """The verification, reset and change-of-address emails as they arrive: each to the right
+    address, with its code, a link to its own page and the lifetime its template words."""
+    from newsletter.delivery.accounts import (
+        send_change_email_code,
+        send_reset_code,
+        send_verification_code,
+    )
+    from newsletter.domain.addresses import normalise_address
+
+    user_id = make_user(app, EMAIL, verified=False)
+    with app.test_request_context():
+        user = db.session.get(User, user_id)
+        assert send_verification_code(user)
+        assert send_reset_code(user, next_url="/downloads/press-kit")
+        assert send_change_email_code(user, normalise_address("new-home@example.org"))
+        db.session.commit()
+    run_worker()
+    pages = {
+        "verify": "/account/verify/",
+        "reset": "/account/reset/confirm?token=",
+        "change": "/account/email/confirm/",
+    }
+    links = {}
+    emails = {}
+    for message in mailbox.wait_for(3):
+        for kind, page in pages.items():
+            found = [url for url in message.links() if path_of(url).startswith(page)]
+            if found:
+                links[kind], emails[kind] = found[0], message
+    assert set(emails) == set(pages), [m.links() for m in mailbox.messages]
+    verify, reset, change = emails["verify"], emails["reset"], emails["change"]
+    assert verify.to == reset.to == EMAIL and change.to == "new-home@example.org"
+    assert "valid for 24 hours" in verify.text
+    assert "valid for 10 minutes" in reset.text
+    assert "valid for 24 hours" in change.text
+    assert parse_qs(urlsplit(links["reset"]).query)["next"] == ["/downloads/press-kit"]
+    for message in (verify, reset, change):
+        assert re.search(r"^\s+\d{6}\s*$", message.text, re.MULTILINE)
