@@ -59,18 +59,28 @@ class _CodeEmail:
 
 
 _VERIFY_EMAIL = _CodeEmail(
-    codes.VERIFY_EMAIL, VERIFY_KIND, verification_token, "accounts.verify_link", "verify_url", True
+    codes.VERIFY_EMAIL,
+    VERIFY_KIND,
+    verification_token,
+    endpoint="accounts.verify_link",
+    link_name="verify_url",
+    lifetime_in_hours=True,
 )
 _RESET_EMAIL = _CodeEmail(
-    codes.RESET_PASSWORD, RESET_KIND, reset_token, "accounts.reset_confirm", "reset_url", False
+    codes.RESET_PASSWORD,
+    RESET_KIND,
+    reset_token,
+    endpoint="accounts.reset_confirm",
+    link_name="reset_url",
+    lifetime_in_hours=False,
 )
 _CHANGE_EMAIL = _CodeEmail(
     codes.CHANGE_EMAIL,
     CHANGE_EMAIL_KIND,
     change_email_token,
-    "accounts.change_email_link",
-    "confirm_url",
-    True,
+    endpoint="accounts.change_email_link",
+    link_name="confirm_url",
+    lifetime_in_hours=True,
 )
 
 
