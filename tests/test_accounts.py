@@ -722,3 +722,44 @@ def test_each_code_email_names_its_lifetime_and_links_to_its_own_page(app, mailb
     assert parse_qs(urlsplit(links["reset"]).query)["next"] == ["/downloads/press-kit"]
     for message in (verify, reset, change):
         assert re.search(r"^\s+\d{6}\s*$", message.text, re.MULTILINE)
+
+
+ERRORS_BESIDE = ["current-password-error", "email-password-error", "delete-password-error"]
+
+
+@pytest.mark.parametrize(
+    ("action", "data", "field", "shown_at"),
+    [
+        (
+            "/account/password",
+            {"new_password": OTHER_STRONG_PASSWORD},
+            "current_password",
+            "current-password-error",
+        ),
+        ("/account/email", {"new_email": "new@example.org"}, "password", "email-password-error"),
+        ("/account/delete", {}, "delete_password", "delete-password-error"),
+    ],
+)
+def test_a_change_needing_the_password_refuses_a_wrong_one_beside_its_own_form(
+    app, action, data, field, shown_at
+):
+    """Each change that asks for the current password says which field was wrong, on the
+    page beside that form only, and changes nothing: same password, the account still there,
+    no email queued."""
+    client = logged_in(app)
+    with app.app_context():
+        before = user_by_email(EMAIL).password_hash
+    password_field = "current_password" if field == "current_password" else "password"
+    wrong = {**data, password_field: "Wrong-Password-1!"}
+    response = post_form(client, "/account", action, wrong, headers={"Accept": "application/json"})
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["code"] == "wrong_password"
+    assert list(error["fields"]) == [field]
+    page = post_form(client, "/account", action, wrong)
+    assert page.status_code == 400
+    shown = [i for i in ERRORS_BESIDE if f'id="{i}" class="field-error"' in page.get_data(True)]
+    assert shown == [shown_at]
+    with app.app_context():
+        assert user_by_email(EMAIL).password_hash == before
+    assert outbox_kinds(app) == []
